@@ -14,7 +14,9 @@ SHARED_DATA = SHARED / "data"
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"shared data not found at {path} (set CXR_SHARED or place ../shared beside the repo)")
+        pytest.skip(
+            f"shared data not found at {path} (set CXR_SHARED or place ../shared beside the repo)"
+        )
     return path
 
 
@@ -26,7 +28,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def samples_dir(shared_data: Path) -> Path:
-    """../shared/data/samples: real NIH PNGs, a JPEG-compressed CR DICOM and its MONOCHROME1 twin."""
+    """../shared/data/samples: NIH PNGs, a JPEG-compressed CR DICOM and its MONOCHROME1 twin."""
     return _need(shared_data / "samples")
 
 
