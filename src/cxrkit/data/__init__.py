@@ -1,0 +1,56 @@
+"""Datasets: label tables, patient-level splits, decode cache, torch Dataset, augmentation."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> submodule. Imported on first use so that `cxr data summary` and table
+# loading never pay for torch.
+_EXPORTS = {
+    "Record": "table",
+    "LabelTable": "table",
+    "load_table": "table",
+    "make_splits": "splits",
+    "write_split_csv": "splits",
+    "read_split_csv": "splits",
+    "DecodeCache": "cache",
+    "CXRDataset": "dataset",
+    "collate_skip_bad": "dataset",
+    "build_augmentation": "augment",
+    "build_augmentation_from_dict": "augment",
+    "class_weights": "balance",
+    "balanced_sampler": "balance",
+    "summarize": "summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from cxrkit.data.augment import build_augmentation as build_augmentation
+    from cxrkit.data.augment import build_augmentation_from_dict as build_augmentation_from_dict
+    from cxrkit.data.balance import balanced_sampler as balanced_sampler
+    from cxrkit.data.balance import class_weights as class_weights
+    from cxrkit.data.cache import DecodeCache as DecodeCache
+    from cxrkit.data.dataset import CXRDataset as CXRDataset
+    from cxrkit.data.dataset import collate_skip_bad as collate_skip_bad
+    from cxrkit.data.splits import make_splits as make_splits
+    from cxrkit.data.splits import read_split_csv as read_split_csv
+    from cxrkit.data.splits import write_split_csv as write_split_csv
+    from cxrkit.data.summary import summarize as summarize
+    from cxrkit.data.table import LabelTable as LabelTable
+    from cxrkit.data.table import Record as Record
+    from cxrkit.data.table import load_table as load_table
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cxrkit.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cxrkit.data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

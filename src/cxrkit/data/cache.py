@@ -1,0 +1,143 @@
+"""On-disk cache of decoded, resized films, keyed by file content, size and resize mode."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from cxrkit.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+RESIZE_MODES = ("squash", "pad", "crop")
+_CHUNK = 1 << 20
+_SCALE = 65535.0  # films are stored as uint16: exact for 8-bit sources, 1/65535 steps otherwise
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reader_version() -> str:
+    """Version tag of the image reader; a new reader version starts a fresh cache folder."""
+    import cxrkit
+    import cxrkit.io
+
+    return str(getattr(cxrkit.io, "READER_VERSION", cxrkit.__version__))
+
+
+def check_resize(size: int, resize_mode: str) -> None:
+    """Raise ValueError early for a size or resize mode that `resize_film` would refuse."""
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(
+            f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {resize_mode!r}"
+        )
+    if isinstance(size, bool) or int(size) != size or size < 1:
+        raise ValueError(f"size must be a positive integer, not {size!r}")
+
+
+def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write via a temporary file in the same folder, then os.replace (safe across workers)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class DecodeCache:
+    """Decode + resize each film once and keep the result as a .npy under `cache_dir`.
+
+    Entries live in `cache_dir/<size>-<mode>-v<reader version>/<sha256 of content>.npy`,
+    so a renamed or copied file is still a hit and an edited file is a miss. A stat index
+    (`cache_dir/stat/`, path + mtime_ns + size -> sha256) spares re-hashing unchanged
+    files. Writes are atomic, so several DataLoader workers may share one cache. `hits`
+    and `misses` count this instance's loads (per worker process when used in workers).
+    """
+
+    def __init__(self, cache_dir: str | Path, size: int, resize_mode: str = "squash") -> None:
+        check_resize(size, resize_mode)
+        self.cache_dir = Path(cache_dir)
+        self.size = int(size)
+        self.resize_mode = resize_mode
+        self.entry_dir = self.cache_dir / f"{self.size}-{resize_mode}-v{reader_version()}"
+        self.stat_dir = self.cache_dir / "stat"
+        self.hits = 0
+        self.misses = 0
+        self._hashes: dict[tuple[str, int, int], str] = {}
+
+    def content_hash(self, path: str | Path) -> str:
+        """sha256 of the file, from the stat index when path, mtime and size are unchanged."""
+        abspath = os.path.abspath(path)
+        st = os.stat(abspath)
+        key = (abspath, st.st_mtime_ns, st.st_size)
+        cached = self._hashes.get(key)
+        if cached is not None:
+            return cached
+        stamp = f"{st.st_mtime_ns} {st.st_size} "
+        index_file = self.stat_dir / f"{hashlib.sha1(abspath.encode()).hexdigest()}.txt"
+        try:
+            text = index_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text.startswith(stamp) and len(text) == len(stamp) + 64:
+            digest = text[len(stamp) :]
+        else:
+            digest = file_sha256(abspath)
+            with contextlib.suppress(OSError):  # the index only saves time; never fail on it
+                _atomic_write(index_file, lambda fh: fh.write((stamp + digest).encode("ascii")))
+        self._hashes[key] = digest
+        return digest
+
+    def entry_path(self, path: str | Path) -> Path:
+        """Where the decoded film of `path` is (or will be) stored."""
+        return self.entry_dir / f"{self.content_hash(path)}.npy"
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """The film at `path` as float32 (size, size) in [0, 1]; decoded only on a miss.
+
+        Raises `cxrkit.errors.ImageReadError` (from the reader) on unreadable files;
+        failures are not cached.
+        """
+        try:
+            entry = self.entry_path(path)
+        except FileNotFoundError as exc:
+            raise ImageReadError(path, "file not found") from exc
+        except OSError as exc:
+            raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from exc
+        try:
+            stored = np.load(entry, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            stored = None
+        if stored is not None and stored.shape == (self.size, self.size):
+            self.hits += 1
+            return stored.astype(np.float32) / np.float32(_SCALE)
+        from cxrkit.io import read_image, resize_film
+
+        image, _meta = read_image(path)
+        film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
+        quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)
+        try:
+            _atomic_write(entry, lambda fh: np.save(fh, quantised, allow_pickle=False))
+        except OSError as exc:  # full or read-only disk: still serve the film
+            logger.warning("could not write decode cache entry %s (%s)", entry, exc)
+        self.misses += 1
+        return quantised.astype(np.float32) / np.float32(_SCALE)
