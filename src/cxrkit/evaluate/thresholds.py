@@ -1,0 +1,91 @@
+"""Operating-point selection on validation predictions (Youden's J or a target sensitivity)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from cxrkit.evaluate.validation import EvaluationError, check_inputs
+
+METHODS = ("youden", "sensitivity")
+DEFAULT_THRESHOLD = 0.5
+
+
+def choose_threshold(
+    y_true_binary: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    method: str = "youden",
+    target_sensitivity: float = 0.95,
+) -> float:
+    """Pick a score threshold from the ROC curve; a film is positive when ``score >= threshold``.
+
+    ``youden`` maximises sensitivity + specificity - 1 (ties: the highest threshold).
+    ``sensitivity`` returns the highest threshold whose sensitivity reaches
+    ``target_sensitivity`` (i.e. the best specificity meeting the target).
+    Raises :class:`EvaluationError` when ``y_true_binary`` holds only one outcome.
+    """
+    if method not in METHODS:
+        raise EvaluationError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    y = np.asarray(y_true_binary)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 1 or s.shape != y.shape:
+        raise EvaluationError(
+            f"y_true and scores must be 1-D and of equal length, got {y.shape} and {s.shape}"
+        )
+    if not np.all(np.isin(y, (0, 1))):
+        raise EvaluationError("y_true for a threshold must be 0/1")
+    if not np.all(np.isfinite(s)):
+        raise EvaluationError("scores contain NaN or infinite values")
+    if y.min() == y.max():
+        raise EvaluationError("cannot choose a threshold: the labels hold only one class")
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise EvaluationError(f"target_sensitivity must lie in (0, 1], got {target_sensitivity}")
+
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    if method == "youden":
+        idx = int(np.argmax(tpr - fpr))
+    else:
+        idx = int(np.flatnonzero(tpr >= target_sensitivity - 1e-12)[0])
+    t = float(thr[idx])
+    if not np.isfinite(t):  # roc_curve's first threshold (+inf) means "nothing is positive"
+        t = float(np.nextafter(s.max(), np.inf))
+    return t
+
+
+def choose_thresholds(
+    y_true: Sequence | np.ndarray,
+    probs: Sequence | np.ndarray,
+    task: str,
+    method: str = "youden",
+    target_sensitivity: float = 0.95,
+    class_names: Sequence[str] | None = None,
+) -> list[float]:
+    """Per-task thresholds from validation predictions.
+
+    binary: ``[t]`` for the positive column (column 1); multilabel: one threshold per class;
+    multiclass: ``[]`` (predictions are the argmax). A multilabel class, or a binary
+    validation set, with only one outcome falls back to 0.5 with a ``UserWarning``.
+    """
+    y, p, names = check_inputs(y_true, probs, class_names, task)
+    if task == "multiclass":
+        return []
+    if task == "binary":
+        cols, targets = [1], [y]
+    else:
+        cols, targets = list(range(p.shape[1])), [y[:, j] for j in range(p.shape[1])]
+    out: list[float] = []
+    for j, t in zip(cols, targets, strict=True):
+        if t.min() == t.max():
+            warnings.warn(
+                f"class {names[j]!r}: validation labels hold one outcome only; "
+                f"using threshold {DEFAULT_THRESHOLD}",
+                UserWarning,
+                stacklevel=2,
+            )
+            out.append(DEFAULT_THRESHOLD)
+        else:
+            out.append(choose_threshold(t, p[:, j], method, target_sensitivity))
+    return out
