@@ -1,0 +1,82 @@
+"""`evaluate`: score a saved model on labelled films (all or one split); write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.data.splits import read_split_csv
+from cxrkit.data.table import load_table
+from cxrkit.errors import CxrkitError
+from cxrkit.evaluate import evaluate_predictions
+from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
+from cxrkit.models.model_file import load_model_file
+
+
+def evaluate_model(
+    model_path: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str | None = None,
+    split_file: str | Path | None = None,
+    label_column: str | None = None,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    n_bootstrap: int = 1000,
+    cache_dir: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Predict `data` with the model's own preprocessing and thresholds; write the report."""
+    model, card = load_model_file(model_path)
+    table = load_table(
+        data,
+        label_column=label_column or card.get("label_column", "label"),
+        task=card["task"],
+        class_names=card["class_names"],
+    )
+    indices = np.arange(len(table))
+    if split:
+        if split_file is None:
+            raise CxrkitError("--split needs --split-file (the split.csv written by `cxr train`)")
+        splits = read_split_csv(split_file, table)
+        if split not in splits:
+            raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(splits)})")
+        indices = splits[split]
+    pre = card["preprocessing"]
+    dev = resolve_device(device)
+    ds = CXRDataset(
+        table,
+        indices=indices,
+        size=pre["size"],
+        resize_mode=pre["resize_mode"],
+        cache_dir=Path(cache_dir) / "decoded" if cache_dir else None,
+    )
+    loader = DataLoader(
+        ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
+    )
+    probs, got = predict_loader(prepare_for_device(model, dev), loader, card["task"], dev)
+    if len(got) == 0:
+        raise CxrkitError(f"{data}: no readable films to evaluate")
+    y = table.targets()[got]
+    title = f"cxrkit evaluation — {card['architecture']} on {Path(data).name}" + (
+        f" ({split})" if split else ""
+    )
+    metrics = evaluate_predictions(
+        y,
+        probs,
+        card["class_names"],
+        card["task"],
+        out_dir,
+        thresholds=card.get("thresholds") or None,
+        title=title,
+        model_card=card,
+        n_bootstrap=n_bootstrap,
+    )
+    metrics["skipped_rows"] = len(table.skipped)
+    metrics["unreadable_films"] = len(indices) - len(got)
+    return metrics

@@ -1,0 +1,152 @@
+"""Features mode: run a frozen backbone once, cache its pooled CNN codes on disk, train a head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.data.table import LabelTable
+from cxrkit.models.inference import predict_loader
+
+log = logging.getLogger("cxrkit.train")
+
+
+def features_key(parts: dict) -> str:
+    """A stable short hash of everything that determines a feature array."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def file_fingerprint(paths: list[Path]) -> str:
+    """Hash of paths with their sizes and modification times (a changed film changes it)."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat() if p.exists() else None
+        h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def extract_features(
+    model: torch.nn.Module,
+    table: LabelTable,
+    indices: np.ndarray,
+    *,
+    size: int,
+    resize_mode: str,
+    cache_root: Path,
+    key_parts: dict,
+    device: torch.device,
+    transform=None,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    seed: int = 0,
+) -> np.ndarray:
+    """Pooled features for `table.records[indices]`, shape (len(indices), D); NaN rows = unreadable.
+
+    Cached under `cache_root/<key>.npy`; the key covers the backbone, its weights, the
+    preprocessing, any augmentation and the files' sizes and mtimes.
+    """
+    paths = [table.records[i].path for i in indices]
+    key = features_key(
+        {
+            **key_parts,
+            "size": size,
+            "resize": resize_mode,
+            "files": file_fingerprint(paths),
+            "aug": transform is not None,
+            "seed": seed,
+        }
+    )
+    target = cache_root / f"{key}.npy"
+    if target.is_file():
+        log.info("CNN codes: cache hit %s", target.name)
+        return np.load(target)
+    dataset = CXRDataset(
+        table,
+        indices=indices,
+        size=size,
+        resize_mode=resize_mode,
+        cache_dir=cache_root.parent / "decoded",
+        transform=transform,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_skip_bad,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_seed_worker,
+    )
+    from rich.progress import track
+
+    feats, got = predict_loader(
+        model,
+        track(loader, description="CNN codes", transient=True),
+        task="binary",
+        device=device,
+        output="features",
+    )
+    out = np.full((len(indices), model.feature_dim), np.nan, dtype=np.float32)
+    pos = {int(i): k for k, i in enumerate(indices)}
+    for row, i in zip(feats, got, strict=True):
+        out[pos[int(i)]] = row
+    cache_root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_root, suffix=".npy")
+    os.close(fd)
+    np.save(tmp, out)
+    os.replace(tmp, target)
+    return out
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+
+
+class FeatureBatches:
+    """Shuffled mini-batches over cached features, seeded by epoch so a resume replays them."""
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        targets: np.ndarray,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        sample_weights: np.ndarray | None = None,
+    ) -> None:
+        self.x = torch.as_tensor(features, dtype=torch.float32)
+        self.y = torch.as_tensor(targets)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.sample_weights = sample_weights
+
+    def __call__(self, epoch: int = 0):
+        n = len(self.x)
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        if self.sample_weights is not None:
+            order = torch.multinomial(
+                torch.as_tensor(self.sample_weights, dtype=torch.double),
+                n,
+                replacement=True,
+                generator=g,
+            )
+        elif self.shuffle:
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        for s in range(0, n, self.batch_size):
+            sel = order[s : s + self.batch_size]
+            yield {"image": self.x[sel], "target": self.y[sel], "index": sel}

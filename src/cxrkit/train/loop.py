@@ -1,0 +1,218 @@
+"""The epoch loop shared by both training modes: train, validate, checkpoint, stop early, resume."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from cxrkit.models.inference import logits_to_probs
+from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
+from cxrkit.train.config import TrainConfig
+from cxrkit.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("cxrkit.train")
+
+
+@dataclass
+class FitResult:
+    """What the loop learned: per-epoch history and where the best weights came from."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    stopped_early: bool = False
+
+
+def validation_score(y_true: np.ndarray, probs: np.ndarray, task: str) -> float:
+    """Macro ROC AUC on validation (the early-stopping criterion); falls back to accuracy."""
+    from sklearn.metrics import roc_auc_score
+
+    try:
+        if task == "binary":
+            return float(roc_auc_score(y_true, probs[:, 1]))
+        if task == "multiclass":
+            return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
+        keep = [c for c in range(y_true.shape[1]) if 0 < y_true[:, c].sum() < len(y_true)]
+        return float(roc_auc_score(y_true[:, keep], probs[:, keep], average="macro"))
+    except ValueError:
+        if task == "multilabel":
+            return float(((probs >= 0.5) == y_true).mean())
+        return float((probs.argmax(1) == y_true).mean())
+
+
+def fit(
+    module: nn.Module,
+    train_batches: Callable[[int], Any],
+    val_batches: Callable[[], Any],
+    loss_fn: nn.Module,
+    task: str,
+    cfg: TrainConfig,
+    ckpt_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train `module` for cfg.epochs with early stopping on validation AUC.
+
+    `train_batches(epoch)` returns an iterable of dicts with `image` (the module input) and
+    `target`; `val_batches()` the same for validation. `last.pt` is written after every
+    epoch and `best.pt` whenever validation improves; with `resume=True` training
+    continues after the last completed epoch. On return `module` holds the best weights.
+    """
+    module.to(device)
+    loss_fn.to(device)
+    optimizer = build_optimizer(module.parameters(), cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    result = FitResult()
+    bad_epochs = 0
+    start_epoch = 1
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        result.history = list(state["history"])
+        result.best_epoch, result.best_score = state["best_epoch"], state["best_score"]
+        bad_epochs = state["bad_epochs"]
+        start_epoch = state["epoch"] + 1
+        log.info("resumed from %s after epoch %d", last_path, state["epoch"])
+        if state.get("stopped_early"):
+            result.stopped_early = True
+            start_epoch = cfg.epochs + 1
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    best_state = copy.deepcopy(module.state_dict())
+    if resume and best_path.is_file():
+        best_state = load_checkpoint(best_path)["module"]
+
+    with _progress(show_progress) as progress:
+        task_id = progress.add_task("train", total=cfg.epochs, completed=start_epoch - 1, info="")
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.time()
+            train_loss = _train_one_epoch(
+                module, train_batches(epoch), loss_fn, optimizer, scaler, device
+            )
+            val_loss, y_true, probs = _validate(module, val_batches(), loss_fn, task, device)
+            score = validation_score(y_true, probs, task) if len(y_true) else float("nan")
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_auc": score,
+                "lr": lr,
+                "seconds": time.time() - t0,
+            }
+            result.history.append(row)
+            improved = score > result.best_score
+            if improved:
+                result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())
+                save_checkpoint(best_path, {"module": best_state, "epoch": epoch, "score": score})
+            else:
+                bad_epochs += 1
+            stop = bad_epochs >= cfg.early_stopping_patience
+            save_checkpoint(
+                last_path,
+                {
+                    "module": module.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "torch_rng": torch.get_rng_state(),
+                    "history": result.history,
+                    "epoch": epoch,
+                    "best_epoch": result.best_epoch,
+                    "best_score": result.best_score,
+                    "bad_epochs": bad_epochs,
+                    "stopped_early": stop,
+                },
+            )
+            log.info(
+                "epoch %d/%d train_loss %.4f val_loss %.4f val_auc %.4f lr %.2e (%.1fs)%s",
+                epoch,
+                cfg.epochs,
+                train_loss,
+                val_loss,
+                score,
+                lr,
+                row["seconds"],
+                " *" if improved else "",
+            )
+            progress.update(
+                task_id,
+                advance=1,
+                info=f"loss {train_loss:.4f}  val AUC {score:.4f}  best {result.best_score:.4f}",
+            )
+            if stop:
+                result.stopped_early = True
+                log.info("early stop: no val AUC gain for %d epochs", bad_epochs)
+                break
+    module.load_state_dict(best_state)
+    return result
+
+
+def _train_one_epoch(module, batches, loss_fn, optimizer, scaler, device) -> float:
+    module.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        if batch is None:
+            continue
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["target"].to(device, non_blocking=True)
+        if x.dim() == 4 and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = loss_fn(module(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += float(loss.detach()) * len(y)
+        count += len(y)
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def _validate(module, batches, loss_fn, task, device):
+    module.eval()
+    total, count, ys, ps = 0.0, 0, [], []
+    for batch in batches:
+        if batch is None:
+            continue
+        x = batch["image"].to(device)
+        y = batch["target"].to(device)
+        logits = module(x).float()
+        total += float(loss_fn(logits, y)) * len(y)
+        count += len(y)
+        ys.append(y.cpu().numpy())
+        ps.append(logits_to_probs(logits, task).cpu().numpy())
+    if not ys:
+        return float("nan"), np.zeros(0), np.zeros((0, 0))
+    return total / count, np.concatenate(ys), np.concatenate(ps)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]epoch {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )

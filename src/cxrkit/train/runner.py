@@ -1,0 +1,347 @@
+"""`train()`: data, split, model, fit, threshold on val, report on test, model file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cxrkit import __version__
+from cxrkit.data.augment import build_augmentation_from_dict
+from cxrkit.data.balance import class_weights, sample_weights
+from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
+from cxrkit.data.table import LabelTable, load_table
+from cxrkit.errors import CxrkitError
+from cxrkit.evaluate import choose_thresholds, evaluate_predictions
+from cxrkit.models import create_model, get_spec
+from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
+from cxrkit.models.model_file import save_model_file
+from cxrkit.train.config import TrainConfig
+from cxrkit.train.features import FeatureBatches, extract_features
+from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
+from cxrkit.train.loop import fit
+from cxrkit.train.optim import build_loss
+
+log = logging.getLogger("cxrkit.train")
+MODEL_NAME = "model.safetensors"
+
+
+def default_cache_dir() -> Path:
+    """`$CXR_CACHE_DIR`, else `~/.cache/cxrkit`: decoded films and CNN codes live here."""
+    import os
+
+    return Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxrkit"))
+
+
+def train(
+    data: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train on `data` (labels.csv or class folders) into `out_dir`; returns the test metrics.
+
+    Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
+    `training_curves.png`, and the test split's `metrics.json`, plots and `report.html`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _attach_log_file(out / "train.log")
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    table = load_table(data, label_column=cfg.label_column, task=cfg.task)
+    if table.skipped:
+        log.warning("%d rows skipped (first: %s)", len(table.skipped), table.skipped[0])
+    if cfg.max_images and len(table) > cfg.max_images:
+        table = _subset(table, cfg.max_images, cfg.seed)
+    task = table.task
+    splits = _splits_for(table, cfg, out, resume)
+    log.info(
+        "data %s: %d films, task %s, classes %s, split %s",
+        data,
+        len(table),
+        task,
+        table.class_names,
+        {k: len(v) for k, v in splits.items()},
+    )
+    (out / "config.yaml").write_text(_yaml(cfg.to_dict()))
+
+    spec = get_spec(cfg.backbone)
+    size = cfg.image_size or spec.input_size
+    model = create_model(
+        cfg.backbone,
+        num_classes=len(table.class_names),
+        weights=cfg.weights,
+        random_init=cfg.random_init,
+        head_hidden=cfg.head_hidden,
+        dropout=cfg.dropout,
+    )
+    model = prepare_for_device(model, device)
+    targets = table.targets()
+    weights = class_weights(targets[splits["train"]], task) if cfg.balance == "loss" else None
+    loss_fn = build_loss(task, weights)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    augment = build_augmentation_from_dict(cfg.augment)
+
+    if cfg.mode == "features":
+        feats = _all_features(model, table, splits, cfg, size, cache_root, device, augment)
+        for name, (x, y) in feats.items():  # unreadable films have NaN codes: drop them
+            ok = ~np.isnan(x).any(1)
+            feats[name] = (x[ok], y[ok])
+        sample_w = sample_weights(feats["train"][1]) if cfg.balance == "sampler" else None
+        result = fit(
+            model.head,
+            FeatureBatches(*feats["train"], cfg.batch_size, cfg.seed, sample_weights=sample_w),
+            lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
+            loss_fn,
+            task,
+            cfg,
+            out / "checkpoints",
+            device,
+            resume,
+            show_progress,
+        )
+        val_probs = _head_probs(model, feats["val"][0], task, device)
+        test_probs = _head_probs(model, feats["test"][0], task, device)
+        val_y, test_y = feats["val"][1], feats["test"][1]
+    else:
+        if cfg.finetune_blocks is not None:
+            freeze_all_but_last(model, cfg.finetune_blocks)
+        train_batches = make_film_batches(
+            table, splits["train"], size, cfg, cache_root, augment, shuffle=True, targets=targets
+        )
+        val_batches = make_film_batches(
+            table, splits["val"], size, cfg, cache_root, None, shuffle=False
+        )
+        result = fit(
+            model,
+            train_batches,
+            lambda: val_batches(0),
+            loss_fn,
+            task,
+            cfg,
+            out / "checkpoints",
+            device,
+            resume,
+            show_progress,
+        )
+        val_probs, val_idx = _film_probs(
+            model, table, splits["val"], size, cfg, cache_root, task, device
+        )
+        test_probs, test_idx = _film_probs(
+            model, table, splits["test"], size, cfg, cache_root, task, device
+        )
+        val_y, test_y = targets[val_idx], targets[test_idx]
+    train_seconds = time.time() - t_start
+
+    thresholds = choose_thresholds(
+        val_y,
+        val_probs,
+        task,
+        method=cfg.threshold_method,
+        target_sensitivity=cfg.target_sensitivity,
+    )
+    card = _model_card(
+        cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
+    )
+    metrics = evaluate_predictions(
+        test_y,
+        test_probs,
+        table.class_names,
+        task,
+        out,
+        thresholds=thresholds,
+        n_bootstrap=cfg.n_bootstrap,
+        title=f"cxrkit — {cfg.backbone} ({cfg.mode}) on its test split",
+        model_card=card,
+        history=result.history,
+    )
+    val_metrics = {"val_auc_best": result.best_score, "best_epoch": result.best_epoch}
+    card["metrics"] = {"test": _headline(metrics), "validation": val_metrics}
+    save_model_file(out / MODEL_NAME, model.cpu(), card)
+    (out / "history.json").write_text(json.dumps(result.history, indent=2))
+    log.info(
+        "test: n=%d accuracy %.4f auc %s (CI %s); model %s; %.0fs",
+        metrics["n"],
+        metrics["accuracy"],
+        metrics.get("auc"),
+        metrics.get("auc_ci"),
+        out / MODEL_NAME,
+        train_seconds,
+    )
+    return metrics
+
+
+def _all_features(model, table, splits, cfg, size, cache_root, device, augment):
+    key = {"arch": cfg.backbone, "weights": _weights_id(cfg)}
+    kw = dict(
+        size=size,
+        resize_mode=cfg.resize_mode,
+        cache_root=cache_root / "features",
+        key_parts=key,
+        device=device,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+    )
+    targets = table.targets()
+    out = {}
+    for name, idx in splits.items():
+        x = extract_features(model, table, idx, **kw)
+        y = targets[idx]
+        if name == "train":
+            xs, ys = [x], [y]
+            for copy in range(cfg.feature_augment_copies):
+                xs.append(
+                    extract_features(
+                        model, table, idx, transform=augment, **{**kw, "seed": cfg.seed + 1 + copy}
+                    )
+                )
+                ys.append(y)
+            x, y = np.concatenate(xs), np.concatenate(ys)
+        out[name] = (x, y)
+    return out
+
+
+def _head_probs(model, x: np.ndarray, task: str, device) -> np.ndarray:
+    from cxrkit.models.inference import logits_to_probs
+
+    model.head.eval()
+    with torch.inference_mode():
+        logits = model.head(torch.as_tensor(x, dtype=torch.float32, device=device))
+        return logits_to_probs(logits, task).float().cpu().numpy()
+
+
+def _film_probs(model, table, idx, size, cfg, cache_root, task, device):
+    ds = CXRDataset(
+        table, indices=idx, size=size, resize_mode=cfg.resize_mode, cache_dir=cache_root / "decoded"
+    )
+    loader = DataLoader(
+        ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_bad
+    )
+    return predict_loader(model, loader, task, device)
+
+
+def _splits_for(
+    table: LabelTable, cfg: TrainConfig, out: Path, resume: bool
+) -> dict[str, np.ndarray]:
+    split_csv = out / "split.csv"
+    if cfg.split_file:
+        splits = read_split_csv(cfg.split_file, table)
+    elif resume and split_csv.is_file():
+        splits = read_split_csv(split_csv, table)
+    else:
+        splits = make_splits(table, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    for name in ("train", "val", "test"):
+        if len(splits.get(name, [])) == 0:
+            raise CxrkitError(f"the {name} split is empty: the dataset is too small to split")
+    write_split_csv(split_csv, table, splits)
+    return splits
+
+
+def _subset(table: LabelTable, n: int, seed: int) -> LabelTable:
+    from sklearn.model_selection import train_test_split
+
+    y = table.targets()
+    strat = y if y.ndim == 1 else None
+    keep, _ = train_test_split(
+        np.arange(len(table)), train_size=n, random_state=seed, stratify=strat
+    )
+    return table.subset(np.sort(keep))
+
+
+def _weights_id(cfg: TrainConfig) -> str:
+    if cfg.weights in (None, "hub"):
+        return f"{cfg.weights or 'random'}-{cfg.seed}"
+    p = Path(cfg.weights)
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _model_card(cfg, table, spec, size, task, thresholds, splits, result, seconds, data) -> dict:
+    return {
+        "architecture": cfg.backbone,
+        "model_kwargs": {"head_hidden": cfg.head_hidden, "dropout": cfg.dropout},
+        "task": task,
+        "class_names": list(table.class_names),
+        "label_column": cfg.label_column,
+        "preprocessing": {
+            "size": size,
+            "resize_mode": cfg.resize_mode,
+            "channels": "grayscale",
+            "input_range": [0.0, 1.0],
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "normalization": "applied inside the network",
+        },
+        "thresholds": [float(t) for t in thresholds],
+        "threshold_method": cfg.threshold_method,
+        "training": {
+            "data": str(Path(data).resolve()),
+            "mode": cfg.mode,
+            "weights": cfg.weights,
+            "n_train": int(len(splits["train"])),
+            "n_val": int(len(splits["val"])),
+            "n_test": int(len(splits["test"])),
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "wall_seconds": round(seconds, 1),
+            "config": cfg.to_dict(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": {
+                "cxrkit": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        },
+    }
+
+
+def _headline(m: dict) -> dict:
+    keys = (
+        "n",
+        "accuracy",
+        "balanced_accuracy",
+        "auc",
+        "auc_ci",
+        "sensitivity",
+        "specificity",
+        "ece",
+    )
+    return {k: m[k] for k in keys if k in m}
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def _attach_log_file(path: Path) -> None:
+    logger = logging.getLogger("cxrkit")
+    logger.setLevel(logging.INFO)
+    for h in list(logger.handlers):
+        if isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+            h.close()
+    fh = logging.FileHandler(path)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(fh)
