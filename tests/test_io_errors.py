@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from bad_files import PDF_CONTENT, TEXT_CONTENT, png_bomb
 from cxrkit.errors import (
     CorruptImageError,
     DecompressionBombError,
@@ -36,11 +36,6 @@ def _raises(path: Path, kind: type[ImageReadError], *words: str, **kw: object) -
     for word in words:
         assert word.lower() in message.lower(), message
     return message
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    body = kind + payload
-    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +88,8 @@ def test_png_with_garbage_after_signature(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "looks_like"),
     [
-        (b"patient,label\n001,pneumonia\n", "text"),
-        (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "PDF"),
+        (TEXT_CONTENT, "text"),
+        (PDF_CONTENT, "PDF"),
     ],
 )
 def test_text_and_pdf_renamed_png(tmp_path: Path, content: bytes, looks_like: str) -> None:
@@ -105,16 +100,8 @@ def test_text_and_pdf_renamed_png(tmp_path: Path, content: bytes, looks_like: st
 
 def test_png_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     """A 30000x30000 PNG header (900 Mpx) in a file of a few hundred bytes."""
-    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 30001 * 4)  # a few rows; the rest never gets read
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
     path = tmp_path / "bomb.png"
-    path.write_bytes(data)
+    path.write_bytes(png_bomb(30000, 30000))
     start = time.perf_counter()
     message = _raises(path, DecompressionBombError, "decompression bomb", "30000x30000")
     assert time.perf_counter() - start < 0.5

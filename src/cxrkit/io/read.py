@@ -13,7 +13,6 @@ from cxrkit.errors import (
     ImageReadError,
     UnsupportedFormatError,
 )
-from cxrkit.io.dicom import read_dicom
 from cxrkit.io.meta import DEFAULT_MAX_PIXELS, ImageMeta
 from cxrkit.io.raster import read_raster
 from cxrkit.io.reasons import describe_exception
@@ -58,6 +57,9 @@ def read_image_bytes(
         )
     try:
         if fmt == "dicom":
+            # Imported here: pydicom takes a noticeable part of a second to import.
+            from cxrkit.io.dicom import read_dicom
+
             return read_dicom(data, name, max_pixels)
         return read_raster(data, name, fmt, max_pixels)
     except (ImageReadError, MemoryError):
