@@ -33,15 +33,15 @@ RECIPES = {
         REPO / "configs" / "demo.yaml",
         {"head_hidden": None, "feature_augment_copies": 0},
     ),
-    "mobilenet_v2 finetune last 4 blocks @160": (
+    "mobilenet_v2 finetune last 4 blocks @128": (
         None,
         {
             "backbone": "mobilenet_v2",
             "weights": str(MOBILENET),
             "mode": "finetune",
             "finetune_blocks": 4,
-            "image_size": 160,
-            "epochs": 4,
+            "image_size": 128,
+            "epochs": 3,
             "batch_size": 32,
             "lr": 3e-4,
             "early_stopping_patience": 2,
@@ -86,7 +86,11 @@ def main() -> None:
         _print(rows)
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
-    (results / "kermany.json").write_text(json.dumps(rows, indent=2))
+    target = results / "kermany.json"  # merge: --only reruns replace their own rows
+    previous = json.loads(target.read_text()) if target.is_file() else []
+    names = {r["recipe"] for r in rows}
+    merged = [r for r in previous if r["recipe"] not in names] + rows
+    target.write_text(json.dumps(merged, indent=2))
 
 
 def _slug(name: str) -> str:

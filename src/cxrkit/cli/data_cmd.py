@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrkit.io.info import FileInfo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspect datasets.")
 
@@ -38,6 +45,71 @@ def summary(
         typer.echo(json.dumps(result, indent=2))
         return
     print_summary(result, Console())
+
+
+@app.command("info")
+def info(
+    files: list[Path] = typer.Argument(..., help="Films to inspect (PNG, JPEG or DICOM)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file."),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        help="Refuse films whose header declares more pixels (default 100,000,000).",
+    ),
+) -> None:
+    """Format, bit depth, size, photometric, spacing, inversion and modality of each film.
+
+    An unreadable file gets one error line on stderr (file and reason); the others are
+    still listed. Exits with status 2 when any file could not be read.
+    """
+    from cxrkit.io import DEFAULT_MAX_PIXELS, inspect_file
+
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    results = []
+    for path in files:
+        with warnings.catch_warnings():  # decoder chatter would break the one-line contract
+            warnings.simplefilter("ignore")
+            results.append(inspect_file(path, max_pixels=limit))
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif any(r.ok for r in results):
+        print_info([r for r in results if r.ok], _wide_when_piped(Console()))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        for r in failed:
+            err.print(f"[bold red]error:[/] {escape(r.message)}")
+        raise typer.Exit(2)
+
+
+def print_info(results: list[FileInfo], console: Console) -> None:
+    """Render readable films' ImageMeta as one rich table, a row per file."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("file", overflow="fold")
+    for name in ("format", "bits", "h x w", "photometric", "spacing mm", "inverted", "modality"):
+        table.add_column(name, overflow="fold")  # fold, never hide, in a narrow terminal
+    for r in results:
+        m = r.meta
+        assert m is not None
+        spacing = f"{m.pixel_spacing[0]:g}x{m.pixel_spacing[1]:g}" if m.pixel_spacing else "-"
+        table.add_row(
+            escape(r.path),
+            m.format,
+            str(m.bit_depth),
+            f"{m.original_size[0]}x{m.original_size[1]}",
+            escape(m.photometric),
+            spacing,
+            "yes" if m.inverted else "no",
+            escape(m.modality or "-"),
+        )
+    console.print(table)
+
+
+def _wide_when_piped(console: Console) -> Console:
+    """Piped or redirected output has no width; give tables room instead of rich's 80."""
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = 200
+    return console
 
 
 def print_summary(s: dict[str, Any], console: Console) -> None:
@@ -119,3 +191,51 @@ def print_summary(s: dict[str, Any], console: Console) -> None:
 def _more(console: Console, total: int, hint: str = " (use --json for all)") -> None:
     if total > _LISTED:
         console.print(f"  ... and {total - _LISTED} more{hint}")
+
+
+@app.command("polarity-set")
+def polarity_set(
+    sources: list[Path] = typer.Argument(
+        ..., help="Datasets to draw films from (labels.csv, a folder holding one, class folders)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for images/ and labels.csv."),
+    size: int = typer.Option(128, "--size", help="Side of the square PNGs written."),
+    per_source: int | None = typer.Option(
+        None, "--per-source", help="Films drawn at random from each source (default: all)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the draw and the inversions."),
+    label_column: str = typer.Option(
+        "label", "--label-column", "-l", help="Column that must be filled for a row to be used."
+    ),
+    resize_mode: str = typer.Option("squash", "--resize-mode", help="squash | pad | crop"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out."),
+) -> None:
+    """Build a film-polarity set: films as read (positive) and inverted (negative), half each.
+
+    Train the polarity preset on it: cxr train --config configs/polarity_small_cnn.yaml
+    --data OUT --out RUN.
+    """
+    from cxrkit.data.polarity_set import make_polarity_set
+
+    s = make_polarity_set(
+        sources,
+        out,
+        size=size,
+        per_source=per_source,
+        seed=seed,
+        label_column=label_column,
+        resize_mode=resize_mode,
+        overwrite=overwrite,
+        show_progress=True,
+    )
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    for name, info in s["sources"].items():
+        console.print(
+            f"{escape(name)}: {info['positive']} positive, {info['negative']} negative "
+            f"({escape(info['data'])})"
+        )
+    for item in s["skipped"]:
+        console.print(f"[bold yellow]skipped:[/] {escape(item['path'])}: {escape(item['reason'])}")
+    console.print(
+        f"wrote {s['n_films']} films ({s['size']} px) and labels.csv to {escape(s['out'])}"
+    )

@@ -12,8 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 console = Console(stderr=True)
+SCREEN_COLUMNS = ("not_cxr", "polarity", "warning")  # from the shipped film screen
 
 
 def register(app: typer.Typer) -> None:
@@ -50,18 +52,39 @@ def train_cmd(
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     image_size: Annotated[int | None, typer.Option()] = None,
+    crop: Annotated[str | None, typer.Option(help="lungs: crop films to the lung box")] = None,
     max_images: Annotated[int | None, typer.Option(help="train on a stratified subset")] = None,
+    fix_polarity: Annotated[
+        bool, typer.Option("--fix-polarity", help="invert films the polarity model is sure about")
+    ] = False,
+    finetune_blocks: Annotated[
+        int | None, typer.Option(help="finetune mode: train only the last k backbone blocks")
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     num_workers: Annotated[int | None, typer.Option()] = None,
     cache_dir: Annotated[str | None, typer.Option(help="decoded films + CNN codes cache")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="any config option as KEY=VALUE (YAML value), e.g. --set n_bootstrap=200"
+        ),
+    ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="continue after the last checkpoint")
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue after the last checkpoint (default config: the run's config.yaml)",
+        ),
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Train a classifier; writes RUN_DIR/model.safetensors, metrics.json, report.html."""
     from cxrkit.train import load_config, train
+    from cxrkit.train.config import parse_overrides
 
+    if resume and config is None and (out / "config.yaml").is_file():
+        config = out / "config.yaml"
     overrides = dict(
         backbone=backbone,
         mode=mode,
@@ -73,12 +96,16 @@ def train_cmd(
         batch_size=batch_size,
         lr=lr,
         image_size=image_size,
+        crop=crop,
         max_images=max_images,
+        fix_polarity=fix_polarity or None,
+        finetune_blocks=finetune_blocks,
         seed=seed,
         num_workers=num_workers,
         cache_dir=cache_dir,
+        device=device,
     )
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides, parse_overrides(set_ or []))
     _console_logging()
     metrics = train(data, out, cfg, resume=resume, show_progress=not no_progress)
     _print_headline(metrics, out)
@@ -95,6 +122,9 @@ def evaluate_cmd(
     label_column: Annotated[str | None, typer.Option()] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     num_workers: Annotated[int, typer.Option()] = 2,
+    n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for CIs (0: none)")] = 1000,
+    cache_dir: Annotated[Path | None, typer.Option(help="decoded films cache")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
 ) -> None:
     """Evaluate a model on labelled films: metrics.json, plots and report.html."""
     from cxrkit.infer.evaluate_model import evaluate_model
@@ -108,6 +138,9 @@ def evaluate_cmd(
         label_column=label_column,
         batch_size=batch_size,
         num_workers=num_workers,
+        n_bootstrap=n_bootstrap,
+        cache_dir=cache_dir,
+        device=device,
     )
     _print_headline(metrics, out)
 
@@ -120,39 +153,80 @@ def predict_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     num_workers: Annotated[int, typer.Option()] = 2,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    runtime: Annotated[
+        str, typer.Option(help="torch | onnx (onnxruntime, CPU; MODEL may be a .onnx file)")
+    ] = "torch",
 ) -> None:
     """Predict class probabilities for films; unreadable files are listed with their error."""
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
+    from cxrkit.errors import CxrkitError
     from cxrkit.infer.paths import expand_paths
     from cxrkit.infer.predict import predict_batches
     from cxrkit.models.model_file import load_model_file
 
-    net, card = load_model_file(model)
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):
+        raise CxrkitError(f"--out {out}: use a .csv or .json file name")
+    if runtime not in ("torch", "onnx"):
+        raise CxrkitError(f"--runtime {runtime}: use 'torch' or 'onnx'")
+    if runtime == "onnx":
+        from cxrkit.infer.onnx_runtime import load_onnx_model
+
+        net, card = load_onnx_model(model)
+    else:
+        net, card = load_model_file(model)
     files = expand_paths(paths)
-    rows = predict_batches(net, card, files, batch_size=batch_size, num_workers=num_workers)
-    n_ok = n_bad = 0
+    if not files:
+        raise CxrkitError(f"no films found in {' '.join(paths)}")
+    rows = predict_batches(
+        net, card, files, batch_size=batch_size, num_workers=num_workers, device=device
+    )
+    bad: list[dict] = []
+    flagged: list[dict] = []  # not a chest film, or looks inverted (cxrkit.guard)
+    n_ok = 0
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     if out is not None and out.suffix.lower() == ".json":
         results = list(rows)
+        flagged = [r for r in results if r.get("warning")]
+        bad = [r for r in results if "error" in r]
+        n_ok = len(results) - len(bad)
         out.write_text(json.dumps(results, indent=2))
-        n_bad = sum("error" in r for r in results)
-        n_ok = len(results) - n_bad
     else:
         handle = out.open("w", newline="") if out else sys.stdout
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", *card["class_names"], "error"])
-        for r in rows:
-            if "error" in r:
-                n_bad += 1
-                writer.writerow([r["path"], "", *[""] * len(card["class_names"]), r["error"]])
-            else:
-                n_ok += 1
-                p = r["probabilities"]
-                writer.writerow(
-                    [r["path"], r["label"], *[f"{p[c]:.6f}" for c in card["class_names"]], ""]
-                )
-        if out:
-            handle.close()
+        try:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", *card["class_names"], "error", *SCREEN_COLUMNS])
+            for r in rows:
+                if "error" in r:
+                    bad.append(r)
+                    writer.writerow(
+                        [r["path"], "", *[""] * len(card["class_names"]), r["error"], "", "", ""]
+                    )
+                else:
+                    n_ok += 1
+                    flagged += [r] if r.get("warning") else []
+                    p = r["probabilities"]
+                    writer.writerow(
+                        [r["path"], r["label"], *[f"{p[c]:.6f}" for c in card["class_names"]], ""]
+                        + [str(r.get(k, "")) for k in SCREEN_COLUMNS]
+                    )
+        finally:
+            if out:
+                handle.close()
+    for r in flagged:
+        console.print(f"[yellow]warning:[/] {escape(r['path'])}: {escape(r['warning'])}")
+    for r in bad:
+        console.print(
+            f"[bold red]unreadable:[/] {escape(r['path'])}: {escape(r['error'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
-        f"predicted {n_ok} film(s); {n_bad} unreadable" + (f"; wrote {out}" if out else "")
+        f"predicted {n_ok} film(s); {len(bad)} unreadable" + (f"; wrote {out}" if out else ""),
+        highlight=False,
     )
 
 

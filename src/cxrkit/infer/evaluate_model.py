@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.splits import read_split_csv
-from cxrkit.data.table import load_table
+from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import evaluate_predictions
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
@@ -32,6 +33,10 @@ def evaluate_model(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Predict `data` with the model's own preprocessing and thresholds; write the report."""
+    if split_file is not None and not split:
+        raise CxrkitError("--split-file needs --split (train, val or test)")
+    if split and split_file is None:
+        raise CxrkitError("--split needs --split-file (the split.csv written by `cxr train`)")
     model, card = load_model_file(model_path)
     table = load_table(
         data,
@@ -40,9 +45,8 @@ def evaluate_model(
         class_names=card["class_names"],
     )
     indices = np.arange(len(table))
-    if split:
-        if split_file is None:
-            raise CxrkitError("--split needs --split-file (the split.csv written by `cxr train`)")
+    if split and split_file is not None:
+        table = _restrict_to_split_file(table, split_file)
         splits = read_split_csv(split_file, table)
         if split not in splits:
             raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(splits)})")
@@ -55,6 +59,7 @@ def evaluate_model(
         size=pre["size"],
         resize_mode=pre["resize_mode"],
         cache_dir=Path(cache_dir) / "decoded" if cache_dir else None,
+        crop=pre.get("crop"),
     )
     loader = DataLoader(
         ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
@@ -80,3 +85,17 @@ def evaluate_model(
     metrics["skipped_rows"] = len(table.skipped)
     metrics["unreadable_films"] = len(indices) - len(got)
     return metrics
+
+
+def _restrict_to_split_file(table: LabelTable, split_file: str | Path) -> LabelTable:
+    """Only the films a split file lists (a run trained with `max_images` lists a subset)."""
+    path = Path(split_file)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            listed = {(row.get("path") or "").strip() for row in csv.DictReader(fh)}
+    except OSError as exc:
+        raise CxrkitError(f"{path}: cannot read split file ({exc})") from exc
+    keep = [i for i in range(len(table)) if table.relpath(i) in listed]
+    if not keep:
+        raise CxrkitError(f"{path}: none of its films are in {table.root}; wrong --data?")
+    return table.subset(keep)

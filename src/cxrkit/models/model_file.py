@@ -29,6 +29,7 @@ def save_model_file(path: str | Path, model: torch.nn.Module, card: dict[str, An
     os.close(fd)
     try:
         save_file(state, tmp, metadata={CARD_KEY: json.dumps(card)})
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -33,6 +33,7 @@ class TrainConfig:
     random_init: bool = False
     image_size: int | None = None  # None: the backbone's default input size
     resize_mode: str = "squash"  # squash | pad | crop
+    crop: str | None = None  # None | "lungs": crop to the lung box (cxrkit.segment) first
     head_hidden: int | None = 256  # hidden units of the MLP head; None: a linear head
     dropout: float = 0.3
     epochs: int = 30
@@ -46,6 +47,7 @@ class TrainConfig:
     gamma: float = 0.1
     early_stopping_patience: int = 8
     balance: str = "loss"  # loss (class weights) | sampler | none
+    # augmentation of training films (see cxrkit.data.augment); None: no augmentation
     augment: dict[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
     feature_augment_copies: int = 0  # features mode: extra augmented passes over the train set
     finetune_blocks: int | None = None  # finetune mode: train only the last k backbone blocks
@@ -58,6 +60,7 @@ class TrainConfig:
     threshold_method: str = "youden"  # youden | sensitivity
     target_sensitivity: float = 0.95
     max_images: int | None = None  # use a stratified subset (for smoke tests)
+    fix_polarity: bool = False  # invert films the polarity model is sure are inverted
     n_bootstrap: int = 1000
     device: str = "auto"
 
@@ -67,26 +70,86 @@ class TrainConfig:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Read a YAML config (optional) and apply non-None overrides; unknown keys are an error."""
+    """Read a YAML config (optional) and apply overrides; unknown keys are an error.
+
+    `overrides` (CLI options) apply where not None; `sets` (`--set KEY=VALUE`) apply as
+    given, None included. An override of `weights` clears the file's `random_init` and
+    vice versa, so a preset that starts from random weights takes `--weights PATH`.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise CxrkitError(f"{p}: config file not found")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CxrkitError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from exc
         if not isinstance(loaded, dict):
             raise CxrkitError(f"{p}: a config must be a YAML mapping of option: value")
         values.update(loaded)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    given.update(sets or {})
+    if given.get("weights") is not None and "random_init" not in given:
+        values["random_init"] = False
+    if given.get("random_init") is True and "weights" not in given:
+        values["weights"] = None
+    values.update(given)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise CxrkitError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
+    _check_types(values)
     cfg = TrainConfig(**values)
     _validate(cfg)
     return cfg
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+    "dict[str, Any]": (dict,),
+}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (values read as YAML: `lr=0.01`, `augment=null`) -> a dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CxrkitError(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise CxrkitError(f"--set {pair!r}: value is not valid YAML ({exc})") from exc
+    return out
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    """Each value must match its field's annotation (a bool is not an int here)."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        allowed = [t for part in str(f.type).split("|") for t in _TYPES.get(part.strip(), ())]
+        if not allowed:
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            ok = False
+        else:
+            ok = isinstance(value, tuple(allowed))
+        if not ok:
+            raise CxrkitError(
+                f"config option {f.name!r} must be {f.type}, got {value!r} ({type(value).__name__})"
+            )
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -96,6 +159,7 @@ def _validate(cfg: TrainConfig) -> None:
         "scheduler": ("cosine", "step", "none"),
         "balance": ("loss", "sampler", "none"),
         "resize_mode": ("squash", "pad", "crop"),
+        "crop": (None, "lungs"),
         "threshold_method": ("youden", "sensitivity"),
     }
     for name, allowed in choices.items():
@@ -105,3 +169,11 @@ def _validate(cfg: TrainConfig) -> None:
         raise CxrkitError(f"task must be binary, multiclass or multilabel, got {cfg.task!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise CxrkitError("epochs and batch_size must be >= 1")
+    if cfg.early_stopping_patience < 1:
+        raise CxrkitError("early_stopping_patience must be >= 1")
+    if cfg.finetune_blocks is not None and cfg.finetune_blocks < 0:
+        raise CxrkitError("finetune_blocks must be >= 0 (or null: train the whole net)")
+    if cfg.image_size is not None and cfg.image_size < 1:
+        raise CxrkitError("image_size must be >= 1 (or null: the backbone's default)")
+    if not cfg.lr > 0:
+        raise CxrkitError(f"lr must be > 0, got {cfg.lr}")

@@ -7,12 +7,15 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from cxrkit.data.crop import crop_key
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
 from cxrkit.models.inference import predict_loader
@@ -48,6 +51,7 @@ def extract_features(
     batch_size: int = 64,
     num_workers: int = 2,
     seed: int = 0,
+    crop: str | None = None,
 ) -> np.ndarray:
     """Pooled features for `table.records[indices]`, shape (len(indices), D); NaN rows = unreadable.
 
@@ -63,6 +67,7 @@ def extract_features(
             "files": file_fingerprint(paths),
             "aug": transform is not None,
             "seed": seed,
+            **({"crop": crop_key(crop)} if crop else {}),
         }
     )
     target = cache_root / f"{key}.npy"
@@ -76,6 +81,7 @@ def extract_features(
         resize_mode=resize_mode,
         cache_dir=cache_root.parent / "decoded",
         transform=transform,
+        crop=crop,
     )
     loader = DataLoader(
         dataset,
@@ -150,3 +156,15 @@ class FeatureBatches:
         for s in range(0, n, self.batch_size):
             sel = order[s : s + self.batch_size]
             yield {"image": self.x[sel], "target": self.y[sel], "index": sel}
+
+
+@contextmanager
+def single_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Train a small head on one CPU thread: on 2 busy cores, OpenMP spin-waits cost 10x."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -54,6 +54,7 @@ def make_film_batches(
         indices=indices,
         size=size,
         resize_mode=cfg.resize_mode,
+        crop=cfg.crop,
         cache_dir=cache_root / "decoded",
         transform=augment,
     )

@@ -16,6 +16,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from cxrkit.errors import CxrkitError
 from cxrkit.models.inference import logits_to_probs
 from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.train.config import TrainConfig
@@ -68,7 +69,8 @@ def fit(
     `train_batches(epoch)` returns an iterable of dicts with `image` (the module input) and
     `target`; `val_batches()` the same for validation. `last.pt` is written after every
     epoch and `best.pt` whenever validation improves; with `resume=True` training
-    continues after the last completed epoch. On return `module` holds the best weights.
+    continues after the last completed epoch (a kill mid-epoch repeats that epoch, whose
+    shuffle is seeded by its number). On return `module` holds the best weights.
     """
     module.to(device)
     loss_fn.to(device)
@@ -78,25 +80,39 @@ def fit(
     bad_epochs = 0
     start_epoch = 1
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    best_state = copy.deepcopy(module.state_dict())
+    if not resume:  # a fresh run must never pick up an older run's checkpoints later
+        for stale in (last_path, best_path):
+            stale.unlink(missing_ok=True)
+    for partial in ckpt_dir.glob(".tmp-*.pt"):  # left by a kill during a checkpoint write
+        partial.unlink(missing_ok=True)
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
-        module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CxrkitError(
+                f"{last_path} does not fit this model and config ({str(exc).splitlines()[0]}); "
+                "resume with the run's own config.yaml, or start a fresh run"
+            ) from exc
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state)
         result.history = list(state["history"])
         result.best_epoch, result.best_score = state["best_epoch"], state["best_score"]
         bad_epochs = state["bad_epochs"]
         start_epoch = state["epoch"] + 1
+        best_state = _resume_best_state(state, best_path)
         log.info("resumed from %s after epoch %d", last_path, state["epoch"])
         if state.get("stopped_early"):
             result.stopped_early = True
             start_epoch = cfg.epochs + 1
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    best_state = copy.deepcopy(module.state_dict())
-    if resume and best_path.is_file():
-        best_state = load_checkpoint(best_path)["module"]
+    elif resume:
+        log.info("no checkpoint in %s: starting from epoch 1", ckpt_dir)
 
     with _progress(show_progress) as progress:
         task_id = progress.add_task("train", total=cfg.epochs, completed=start_epoch - 1, info="")
@@ -123,17 +139,21 @@ def fit(
             if improved:
                 result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(module.state_dict())
-                save_checkpoint(best_path, {"module": best_state, "epoch": epoch, "score": score})
             else:
                 bad_epochs += 1
             stop = bad_epochs >= cfg.early_stopping_patience
+            # last.pt first: it alone says which epochs are done. A kill between the two
+            # writes leaves best.pt one best behind, and then last.pt's own weights are the
+            # best ones (see _resume_best_state).
             save_checkpoint(
                 last_path,
                 {
                     "module": module.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                     "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                     "history": result.history,
                     "epoch": epoch,
                     "best_epoch": result.best_epoch,
@@ -142,6 +162,8 @@ def fit(
                     "stopped_early": stop,
                 },
             )
+            if improved:
+                save_checkpoint(best_path, {"module": best_state, "epoch": epoch, "score": score})
             log.info(
                 "epoch %d/%d train_loss %.4f val_loss %.4f val_auc %.4f lr %.2e (%.1fs)%s",
                 epoch,
@@ -162,12 +184,50 @@ def fit(
                 result.stopped_early = True
                 log.info("early stop: no val AUC gain for %d epochs", bad_epochs)
                 break
-    module.load_state_dict(best_state)
+    if result.best_epoch >= 1:  # else no epoch scored (NaN AUC): keep the last weights
+        module.load_state_dict(best_state)
     return result
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda_states = state.get("cuda_rng") or []
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _resume_best_state(state: dict[str, Any], best_path: Path) -> dict[str, torch.Tensor]:
+    """The best weights so far, consistent with `last.pt` whatever moment the kill came."""
+    if state["best_epoch"] == state["epoch"]:
+        return state["module"]  # the last completed epoch was the best one
+    if state["best_epoch"] < 1:
+        return state["module"]  # no epoch has scored yet (validation gave NaN throughout)
+    best = load_checkpoint(best_path)
+    if best.get("epoch") != state["best_epoch"]:
+        raise CxrkitError(
+            f"{best_path} holds epoch {best.get('epoch')} but {best_path.parent / 'last.pt'} "
+            f"says the best epoch is {state['best_epoch']}: the checkpoints do not belong "
+            "together; start a fresh run (without --resume) or restore them"
+        )
+    return best["module"]
+
+
+def freeze_frozen_batchnorm(module: nn.Module) -> None:
+    """Put BatchNorm layers whose parameters are all frozen in eval mode.
+
+    A frozen block (finetune with `finetune_blocks`) keeps its running statistics too,
+    as in Keras transfer learning; otherwise every training batch would shift them.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
 
 
 def _train_one_epoch(module, batches, loss_fn, optimizer, scaler, device) -> float:
     module.train()
+    freeze_frozen_batchnorm(module)
     total, count = 0.0, 0
     for batch in batches:
         if batch is None:
@@ -194,9 +254,13 @@ def _validate(module, batches, loss_fn, task, device):
     for batch in batches:
         if batch is None:
             continue
-        x = batch["image"].to(device)
-        y = batch["target"].to(device)
-        logits = module(x).float()
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["target"].to(device, non_blocking=True)
+        if x.dim() == 4 and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = module(x)
+        logits = logits.float()
         total += float(loss_fn(logits, y)) * len(y)
         count += len(y)
         ys.append(y.cpu().numpy())

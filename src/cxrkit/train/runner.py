@@ -27,7 +27,7 @@ from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import save_model_file
 from cxrkit.train.config import TrainConfig
-from cxrkit.train.features import FeatureBatches, extract_features
+from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
 from cxrkit.train.loop import fit
 from cxrkit.train.optim import build_loss
@@ -63,12 +63,20 @@ def train(
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = resolve_device(cfg.device)
+    spec = get_spec(cfg.backbone)  # an unknown backbone or a too small size fails before any work
+    size = cfg.image_size or spec.input_size
+    if size < spec.min_input_size:
+        raise CxrkitError(
+            f"image_size {size} is too small for {spec.name} (at least {spec.min_input_size})"
+        )
 
     table = load_table(data, label_column=cfg.label_column, task=cfg.task)
     if table.skipped:
         log.warning("%d rows skipped (first: %s)", len(table.skipped), table.skipped[0])
     if cfg.max_images and len(table) > cfg.max_images:
         table = _subset(table, cfg.max_images, cfg.seed)
+    if cfg.fix_polarity:  # corrected copies of surely inverted films (cxrkit.polarity)
+        table = _fix_polarity(table, out / "polarity_fixed", cfg.num_workers)
     task = table.task
     splits = _splits_for(table, cfg, out, resume)
     log.info(
@@ -79,10 +87,9 @@ def train(
         table.class_names,
         {k: len(v) for k, v in splits.items()},
     )
+    _check_resumed_config(out / "config.yaml", cfg, resume)
     (out / "config.yaml").write_text(_yaml(cfg.to_dict()))
 
-    spec = get_spec(cfg.backbone)
-    size = cfg.image_size or spec.input_size
     model = create_model(
         cfg.backbone,
         num_classes=len(table.class_names),
@@ -96,7 +103,7 @@ def train(
     weights = class_weights(targets[splits["train"]], task) if cfg.balance == "loss" else None
     loss_fn = build_loss(task, weights)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    augment = build_augmentation_from_dict(cfg.augment)
+    augment = build_augmentation_from_dict(cfg.augment) if cfg.augment is not None else None
 
     if cfg.mode == "features":
         feats = _all_features(model, table, splits, cfg, size, cache_root, device, augment)
@@ -104,18 +111,19 @@ def train(
             ok = ~np.isnan(x).any(1)
             feats[name] = (x[ok], y[ok])
         sample_w = sample_weights(feats["train"][1]) if cfg.balance == "sampler" else None
-        result = fit(
-            model.head,
-            FeatureBatches(*feats["train"], cfg.batch_size, cfg.seed, sample_weights=sample_w),
-            lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
-            loss_fn,
-            task,
-            cfg,
-            out / "checkpoints",
-            device,
-            resume,
-            show_progress,
-        )
+        with single_cpu_thread(device):  # a small head: extra threads only spin-wait
+            result = fit(
+                model.head,
+                FeatureBatches(*feats["train"], cfg.batch_size, cfg.seed, sample_weights=sample_w),
+                lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
+                loss_fn,
+                task,
+                cfg,
+                out / "checkpoints",
+                device,
+                resume,
+                show_progress,
+            )
         val_probs = _head_probs(model, feats["val"][0], task, device)
         test_probs = _head_probs(model, feats["test"][0], task, device)
         val_y, test_y = feats["val"][1], feats["test"][1]
@@ -155,6 +163,7 @@ def train(
         task,
         method=cfg.threshold_method,
         target_sensitivity=cfg.target_sensitivity,
+        class_names=table.class_names,
     )
     card = _model_card(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
@@ -197,6 +206,7 @@ def _all_features(model, table, splits, cfg, size, cache_root, device, augment):
         device=device,
         num_workers=cfg.num_workers,
         seed=cfg.seed,
+        crop=cfg.crop,
     )
     targets = table.targets()
     out = {}
@@ -228,12 +238,40 @@ def _head_probs(model, x: np.ndarray, task: str, device) -> np.ndarray:
 
 def _film_probs(model, table, idx, size, cfg, cache_root, task, device):
     ds = CXRDataset(
-        table, indices=idx, size=size, resize_mode=cfg.resize_mode, cache_dir=cache_root / "decoded"
+        table,
+        indices=idx,
+        size=size,
+        resize_mode=cfg.resize_mode,
+        cache_dir=cache_root / "decoded",
+        crop=cfg.crop,
     )
     loader = DataLoader(
         ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_bad
     )
     return predict_loader(model, loader, task, device)
+
+
+_RUN_ONLY = {"num_workers", "cache_dir", "device", "n_bootstrap"}
+
+
+def _check_resumed_config(path: Path, cfg: TrainConfig, resume: bool) -> None:
+    """On resume, warn when options that shape the model differ from the run's config.yaml."""
+    if not resume or not path.is_file():
+        return
+    import yaml
+
+    try:
+        before = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        return
+    now = cfg.to_dict()
+    changed = sorted(k for k in now if k not in _RUN_ONLY and k in before and before[k] != now[k])
+    if changed:
+        log.warning(
+            "resuming with options that differ from %s: %s",
+            path,
+            ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed),
+        )
 
 
 def _splits_for(
@@ -251,6 +289,12 @@ def _splits_for(
             raise CxrkitError(f"the {name} split is empty: the dataset is too small to split")
     write_split_csv(split_csv, table, splits)
     return splits
+
+
+def _fix_polarity(table: LabelTable, folder: Path, num_workers: int) -> LabelTable:
+    from cxrkit.polarity import fix_table_polarity
+
+    return fix_table_polarity(table, folder, num_workers=num_workers)
 
 
 def _subset(table: LabelTable, n: int, seed: int) -> LabelTable:
@@ -285,6 +329,7 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
         "preprocessing": {
             "size": size,
             "resize_mode": cfg.resize_mode,
+            "crop": cfg.crop,
             "channels": "grayscale",
             "input_range": [0.0, 1.0],
             "mean": list(spec.mean),
