@@ -1,0 +1,115 @@
+"""`cxr explain`: CAM heat maps over films, boxes from them, as PNG / .npy / JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `explain` to the top-level app."""
+    app.command("explain")(explain_cmd)
+
+
+def explain_cmd(
+    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    images: Annotated[list[str], typer.Argument(help="films, folders or globs")],
+    out: Annotated[Path, typer.Option(help="folder for overlays, maps and explain.json")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="gradcam | gradcam++ | scorecam | eigencam | layercam (scorecam runs the "
+            "model once per CAM channel: slow on CPU; eigencam ignores --class)"
+        ),
+    ] = "gradcam",
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="class to explain (default: the predicted one)")
+    ] = None,
+    save_npy: Annotated[
+        bool, typer.Option("--save-npy", help="also write the raw map (original size) as .npy")
+    ] = False,
+    box_threshold: Annotated[
+        float, typer.Option(help="boxes around regions >= this fraction of the map's peak")
+    ] = 0.5,
+    boxes: Annotated[bool, typer.Option(help="draw the boxes on the overlay")] = True,
+    alpha: Annotated[float, typer.Option(help="overlay opacity at the hottest point")] = 0.5,
+    lungs: Annotated[
+        bool, typer.Option(help="report the share of heat inside the lungs (lung model)")
+    ] = True,
+) -> None:
+    """Heat map per film for the predicted (or --class) class, overlaid at original size."""
+    import numpy as np
+
+    from cxrkit.errors import ImageReadError
+    from cxrkit.explain import Box, draw_boxes, explain, overlay_heatmap, save_png
+    from cxrkit.infer.paths import expand_paths
+    from cxrkit.io import read_image
+    from cxrkit.models.model_file import load_model_file
+
+    net, card = load_model_file(model)
+    files = expand_paths(images)
+    out.mkdir(parents=True, exist_ok=True)
+    lung_model = _lung_model() if lungs else None
+    results: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            image, _meta = read_image(path)
+        except ImageReadError as exc:
+            console.print(f"[yellow]skipped[/] {escape(str(exc))}")
+            results.append({"path": str(path), "error": exc.reason})
+            continue
+        heatmap, info = explain(
+            net, card, image, method=method, class_name=class_name, box_threshold=box_threshold
+        )
+        stem = _unique_stem(out, path, results)
+        rgb = overlay_heatmap(image, heatmap, alpha=alpha)
+        if boxes:
+            rgb = draw_boxes(rgb, [Box(**b) for b in info["boxes"]])
+        info["overlay"] = str(save_png(rgb, out / f"{stem}_{_slug(method)}.png"))
+        if save_npy:
+            np.save(out / f"{stem}_{_slug(method)}.npy", heatmap.astype(np.float32))
+            info["npy"] = str(out / f"{stem}_{_slug(method)}.npy")
+        if lung_model is not None:
+            info["lung_energy"] = _lung_energy(lung_model, image, heatmap)
+        results.append({"path": str(path), **info})
+        console.print(
+            f"{escape(str(path))}: {info['class']} p={info['probability']:.3f} -> {info['overlay']}"
+        )
+    (out / "explain.json").write_text(json.dumps(results, indent=2))
+    console.print(
+        f"explained {sum('error' not in r for r in results)} film(s); {out / 'explain.json'}"
+    )
+
+
+def _lung_model() -> Any:
+    """The shipped lung model when cxrkit.segment provides one, else None (optional)."""
+    try:
+        from cxrkit.segment import load_lung_model
+
+        return load_lung_model()
+    except Exception:  # no segment package, no shipped model: the measure is optional
+        return None
+
+
+def _lung_energy(lung_model: Any, image: Any, heatmap: Any) -> float | None:
+    from cxrkit.segment import heatmap_energy_in_mask, segment_lungs
+
+    value = float(heatmap_energy_in_mask(heatmap, segment_lungs(image, lung_model)))
+    return None if value != value else round(value, 4)  # NaN -> None
+
+
+def _slug(method: str) -> str:
+    return method.lower().replace("+", "p")
+
+
+def _unique_stem(out: Path, path: Path, done: list[dict[str, Any]]) -> str:
+    stem = path.stem
+    used = {Path(r["path"]).stem for r in done}
+    return stem if stem not in used else f"{stem}_{len(done)}"

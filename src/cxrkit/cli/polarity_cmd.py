@@ -1,0 +1,152 @@
+"""`cxr polarity check | fix | train`: find and correct films shown inverted."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True)
+app = typer.Typer(no_args_is_help=True, help="Film polarity: positive (as read) or negative.")
+
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="polarity model file (default: the shipped one)")
+]
+
+
+def register(root: typer.Typer) -> None:
+    """Attach the `polarity` sub-app to the top-level app."""
+    root.add_typer(app, name="polarity")
+
+
+@app.command("check")
+def check_cmd(
+    paths: Annotated[list[str], typer.Argument(help="films, folders or globs")],
+    out: Annotated[Path | None, typer.Option(help="preds.csv (default: CSV to stdout)")] = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option()] = 256,
+    num_workers: Annotated[int, typer.Option()] = 2,
+) -> None:
+    """One row per film: path,polarity,probability (polarity is positive or negative)."""
+    from cxrkit.infer.paths import expand_paths
+    from cxrkit.polarity import check_paths, load_polarity_model
+
+    net = load_polarity_model(model)
+    files = expand_paths(paths)
+    handle = out.open("w", newline="") if out else sys.stdout
+    n_neg = n_bad = n = 0
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "polarity", "probability"])
+        for row in check_paths(files, net, batch_size=batch_size, num_workers=num_workers):
+            if "error" in row:
+                n_bad += 1
+                console.print(
+                    f"[yellow]unreadable[/] {escape(row['path'])}: {escape(row['error'])}"
+                )
+                continue
+            n += 1
+            n_neg += row["polarity"] == "negative"
+            if row["not_cxr"] >= net.not_cxr_threshold:
+                console.print(f"[yellow]not a chest film?[/] {escape(row['path'])}")
+            writer.writerow([row["path"], row["polarity"], f"{row['probability']:.6f}"])
+    finally:
+        if out:
+            handle.close()
+    console.print(
+        f"checked {n} film(s): {n_neg} negative (inverted); {n_bad} unreadable"
+        + (f"; wrote {out}" if out else "")
+    )
+
+
+@app.command("fix")
+def fix_cmd(
+    paths: Annotated[list[str], typer.Argument(help="films, folders or globs")],
+    out: Annotated[Path, typer.Option(help="folder for the corrected copies")],
+    model: ModelOpt = None,
+    threshold: Annotated[
+        float, typer.Option(help="invert films judged negative with at least this probability")
+    ] = 0.5,
+) -> None:
+    """Write corrected copies: inverted films re-inverted (PNG), the others copied unchanged."""
+    from cxrkit.polarity import fix_paths, load_polarity_model
+
+    files, names = _files_and_names(paths)
+    if not files:
+        console.print("no films found")
+        raise typer.Exit(1)
+    if any(out.resolve() in p.resolve().parents for p in files):
+        console.print("[red]--out must not hold the input films[/]")
+        raise typer.Exit(2)
+    rows = fix_paths(files, out, load_polarity_model(model), threshold=threshold, names=names)
+    log = out / "polarity_fix.csv"
+    with log.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "polarity", "probability", "action", "out", "error"])
+        for r in rows:
+            prob = f"{r['probability']:.6f}" if "probability" in r else ""
+            writer.writerow(
+                [
+                    r["path"],
+                    r.get("polarity", ""),
+                    prob,
+                    r.get("action", ""),
+                    r.get("out", ""),
+                    r.get("error", ""),
+                ]
+            )
+    n_inv = sum(r.get("action") == "inverted" for r in rows)
+    n_bad = sum("error" in r for r in rows)
+    console.print(
+        f"{len(rows) - n_bad} film(s) written, {n_inv} inverted; {n_bad} unreadable; {log}"
+    )
+
+
+def _files_and_names(args: list[str]) -> tuple[list[Path], list[str]]:
+    """Films of each argument and their output names: a folder's films keep their layout
+    inside it, a single file keeps its name; clashes get a numeric suffix."""
+    from cxrkit.infer.paths import expand_paths
+
+    files, names, used = [], [], set()
+    for arg in args:
+        base = Path(arg) if Path(arg).is_dir() else None
+        for path in expand_paths([arg]):
+            name = path.relative_to(base).as_posix() if base else path.name
+            stem, n = Path(name), 1
+            while name.lower() in used:
+                n += 1
+                name = stem.with_name(f"{stem.stem}_{n}{stem.suffix}").as_posix()
+            used.add(name.lower())
+            files.append(path)
+            names.append(name)
+    return files, names
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[list[Path], typer.Argument(help="sets: labels.csv folders or image folders")],
+    out: Annotated[Path, typer.Option(help="run folder (polarity.safetensors, metrics.json)")],
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="file-name glob to leave out (repeatable)")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="optimiser steps (batches of 256)")] = 1600,
+    minutes: Annotated[float, typer.Option(help="stop after this long at the latest")] = 9.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="decoded-films cache")] = None,
+) -> None:
+    """Train the polarity / not-a-chest-film model on films taken as correctly displayed."""
+    import json
+    import logging
+
+    from cxrkit.polarity import PolarityTrainConfig, train_polarity
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = PolarityTrainConfig(steps=steps, max_minutes=minutes, seed=seed)
+    metrics = train_polarity(data, out, cfg, exclude=exclude or [], cache_dir=cache_dir)
+    summary = {k: metrics[k]["all"] for k in ("polarity", "guard_false_alarm", "guard_detection")}
+    console.print(json.dumps(summary))

@@ -1,0 +1,133 @@
+"""Load and save the polarity model: safetensors weights plus a JSON card; a shipped default."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrkit.errors import ModelFileError
+from cxrkit.polarity.net import (
+    CLASSES,
+    NEGATIVE,
+    NOT_CXR,
+    POSITIVE,
+    PolarityNet,
+    fuse_for_inference,
+)
+
+ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "polarity"
+DEFAULT_MODEL = ASSET_DIR / "polarity.safetensors"
+ARCHITECTURE = "polarity_net"
+
+
+@dataclass
+class PolarityModel:
+    """A loaded polarity network (BatchNorm folded, eval mode) and its card.
+
+    `probs(films)` takes films already squashed to `input_size` and returns (N, 3)
+    probabilities over positive / negative / not_cxr.
+    """
+
+    net: torch.nn.Module
+    card: dict[str, Any]
+    path: Path | None = None
+    input_size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.input_size = int(self.card["preprocessing"]["size"])
+
+    @property
+    def fix_threshold(self) -> float:
+        """Polarity probability above which ingestion inverts a film (the model is 'sure')."""
+        return float(self.card.get("thresholds", {}).get("fix", 0.9))
+
+    @property
+    def not_cxr_threshold(self) -> float:
+        """not_cxr probability at or above which an input is flagged as no chest film."""
+        return float(self.card.get("thresholds", {}).get("not_cxr", 0.5))
+
+    @torch.inference_mode()
+    def probs(self, films: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """(N, 3) softmax probabilities for films (N, S, S) or (N, 1, S, S) in [0, 1]."""
+        x = torch.as_tensor(films, dtype=torch.float32)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected films (N, S, S) or (N, 1, S, S), got {tuple(x.shape)}")
+        out = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+            out.append(torch.softmax(self.net(chunk), dim=1))
+        if not out:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        return torch.cat(out).numpy()
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """A full-size film (h, w) in [0, 1] squashed to the model's input size."""
+        from cxrkit.io import resize_film
+
+        return resize_film(image, self.input_size, "squash")
+
+    def image_probs(self, images: list[np.ndarray]) -> np.ndarray:
+        """(N, 3) probabilities for full-size films (each (h, w) float in [0, 1])."""
+        if not images:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        return self.probs(np.stack([self.prepare(im) for im in images]))
+
+
+def polarity_of(p: np.ndarray) -> tuple[str, float]:
+    """('positive' | 'negative', its probability given that the input is a chest film)."""
+    pos, neg = float(p[POSITIVE]), float(p[NEGATIVE])
+    total = max(pos + neg, 1e-12)
+    return ("negative", neg / total) if neg > pos else ("positive", pos / total)
+
+
+def not_cxr_probability(p: np.ndarray) -> float:
+    """Probability that the input is not a frontal chest film."""
+    return float(p[NOT_CXR])
+
+
+def save_polarity_model(path: str | Path, net: PolarityNet, card: dict[str, Any]) -> Path:
+    """Write an (unfused) `PolarityNet` and its card as one safetensors file."""
+    from cxrkit.models.model_file import save_model_file
+
+    card = {**card, "architecture": ARCHITECTURE, "widths": list(net.widths)}
+    card.setdefault("class_names", list(CLASSES))
+    return save_model_file(path, net, card)
+
+
+def load_polarity_model(path: str | Path | None = None) -> PolarityModel:
+    """Load a polarity model file; with no path, the one shipped in the package (offline)."""
+    if path is None:
+        return _load_default()
+    return _load(Path(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_default() -> PolarityModel:
+    if not DEFAULT_MODEL.is_file():
+        raise ModelFileError(f"{DEFAULT_MODEL}: the shipped polarity model is missing")
+    return _load(DEFAULT_MODEL)
+
+
+def _load(path: Path) -> PolarityModel:
+    from safetensors.torch import load_file
+
+    from cxrkit.models.model_file import find_model_file, read_card
+
+    path = find_model_file(path)
+    card = read_card(path)
+    if card.get("architecture") != ARCHITECTURE:
+        raise ModelFileError(f"{path}: not a polarity model ({card.get('architecture')!r})")
+    net = PolarityNet(widths=tuple(card["widths"]))
+    try:
+        net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the polarity network ({exc})") from exc
+    fused = fuse_for_inference(net).to(memory_format=torch.channels_last)
+    return PolarityModel(fused, card, path)
