@@ -1,0 +1,87 @@
+"""`cxr serve` and `cxr export`: the REST API / web page, and ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cxrkit.errors import CxrkitError
+
+console = Console(stderr=True)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `serve` and `export` to the top-level app."""
+    app.command("serve")(serve_cmd)
+    app.command("export")(export_cmd)
+
+
+def serve_cmd(
+    model: Annotated[Path, typer.Argument(help="model file, run directory or exported .onnx")],
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    runtime: Annotated[str, typer.Option(help="torch | onnx (onnxruntime)")] = "torch",
+    max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload")] = 50,
+    timeout: Annotated[float, typer.Option(help="seconds before a prediction gets 504")] = 60,
+) -> None:
+    """Serve MODEL: REST API (/v1/predict, /v1/model, /healthz, /docs) and a web page at /.
+
+    Set CXR_API_TOKEN to require 'Authorization: Bearer <token>' on /v1/*.
+    """
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
+    try:
+        import uvicorn
+
+        from cxrkit.serve import ServeSettings, create_app
+    except ImportError as exc:
+        raise CxrkitError(f"serving needs the extra: pip install 'cxrkit[serve]' ({exc})") from exc
+    settings = ServeSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024), timeout_s=timeout)
+    if host not in LOOPBACK and settings.token is None:
+        console.print(
+            f"[bold yellow]warning:[/] listening on {host} without CXR_API_TOKEN: "
+            "anyone who reaches this port can use the model",
+            highlight=False,
+        )
+    app = create_app(model, settings=settings, runtime=runtime)
+    console.print(f"serving {model} ({runtime}) on http://{host}:{port}/", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
+
+
+def export_cmd(
+    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    out: Annotated[Path, typer.Option(help="where the .onnx file goes")],
+    format: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
+    check: Annotated[
+        bool, typer.Option(help="compare ONNX runtime and torch on random films")
+    ] = True,
+) -> None:
+    """Export MODEL to ONNX (dynamic batch; the model card rides along as metadata)."""
+    if format.lower() != "onnx":
+        raise CxrkitError(f"--format {format}: only 'onnx' is supported")
+    try:
+        from cxrkit.infer.onnx_export import export_onnx, torch_onnx_max_diff
+    except ImportError as exc:  # pragma: no cover - onnx missing
+        raise CxrkitError(f"ONNX export needs: pip install 'cxrkit[serve]' ({exc})") from exc
+    path, card = export_onnx(model, out, opset=opset)
+    size_mb = path.stat().st_size / 1e6
+    msg = f"wrote {path} ({size_mb:.1f} MB, {card['architecture']}, classes {card['class_names']})"
+    if check:
+        import torch
+
+        from cxrkit.models.model_file import load_model_file
+
+        net, _ = load_model_file(model)
+        s = int(card["preprocessing"]["size"])
+        films = torch.rand(3, 1, s, s, generator=torch.Generator().manual_seed(0))
+        diff = torch_onnx_max_diff(net, path, films)
+        msg += f"; max |logit difference| vs torch = {diff:.2e}"
+        if diff > 1e-4:
+            raise CxrkitError(f"{path}: ONNX differs from torch by {diff:.2e} (> 1e-4)")
+    console.print(msg, highlight=False)

@@ -1,0 +1,96 @@
+"""Export a cxrkit model file to ONNX: dynamic batch, the model card in `metadata_props`."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrkit.errors import CxrkitError
+from cxrkit.models.model_file import CARD_KEY, load_model_file
+
+#: Names of the graph's input (films (B, 1, S, S) float32 in [0, 1]) and output (logits).
+INPUT_NAME = "film"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17
+
+
+def export_onnx(
+    model_path: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET
+) -> tuple[Path, dict[str, Any]]:
+    """Export a model file (or run directory) to `out`; returns (path, card written into it)."""
+    model, card = load_model_file(model_path)
+    card = {**card, "export": {"source": Path(model_path).name, "opset": opset}}
+    return export_model_onnx(model, card, out, opset=opset), card
+
+
+def export_model_onnx(
+    model: torch.nn.Module, card: dict[str, Any], out: str | Path, *, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Trace `model` to ONNX with a dynamic batch axis; store `card` as JSON metadata; atomic."""
+    import onnx
+
+    size = int(card["preprocessing"]["size"])
+    model = model.float().eval()
+    dummy = torch.rand(2, 1, size, size)
+    buf = io.BytesIO()
+    kwargs: dict[str, Any] = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter, not actionable here
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buf,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            **kwargs,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card)})
+    proto.doc_string = (
+        f"cxrkit {card.get('architecture', '?')} classifier: input '{INPUT_NAME}' "
+        f"(batch, 1, {size}, {size}) float32 films in [0, 1]; output '{OUTPUT_NAME}' "
+        f"(batch, {len(card['class_names'])}) for classes {card['class_names']}"
+    )
+    onnx.checker.check_model(proto)
+    return _write_atomic(Path(out), proto.SerializeToString())
+
+
+def torch_onnx_max_diff(
+    model: torch.nn.Module, onnx_path: str | Path, films: torch.Tensor
+) -> float:
+    """Largest absolute logit difference between the torch model and the ONNX file on `films`."""
+    from cxrkit.infer.onnx_runtime import OnnxModel
+
+    with torch.inference_mode():
+        expected = model.float().eval()(films).numpy()
+    got = OnnxModel(onnx_path).logits(films.numpy())
+    return float(np.abs(expected - got).max())
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CxrkitError(f"{path}: cannot write ONNX file ({exc})") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,162 @@
+"""`create_app(model_path)`: the FastAPI app: /v1/predict, /v1/model, /healthz and the page."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from cxrkit import __version__
+from cxrkit.serve.engine import FilmPredictor
+from cxrkit.serve.limits import (
+    ApiError,
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    too_large,
+)
+from cxrkit.serve.settings import ServeSettings
+
+log = logging.getLogger("cxrkit.serve")
+STATIC = Path(str(resources.files("cxrkit.serve") / "static"))
+_bearer = HTTPBearer(auto_error=False, description="Set when the server has CXR_API_TOKEN")
+
+
+class Gate:
+    """Bounded work queue: `max_concurrent` predictions run, at most `max_queue` wait or run."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="cxr-predict")
+        self.pending = 0
+
+    async def run(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Run `fn` in the pool within the request timeout; 503 when full, 504 when late."""
+        if self.pending >= self.settings.max_queue:
+            raise ApiError(503, "busy", "server busy: too many predictions queued, retry later")
+        self.pending += 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
+        try:
+            return await asyncio.wait_for(future, self.settings.timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise ApiError(
+                504, "timeout", f"prediction took longer than {self.settings.timeout_s:g} s"
+            ) from exc
+        finally:
+            self.pending -= 1
+
+
+def create_app(
+    model_path: str | Path,
+    *,
+    settings: ServeSettings | None = None,
+    runtime: str = "torch",
+    threads: int | None = None,
+) -> FastAPI:
+    """Build the app serving `model_path` (model file, run directory or `.onnx` file).
+
+    Everything the server writes (an ONNX export, spooled uploads) stays in temporary
+    storage; the model is loaded once here, before the first request.
+    """
+    settings = settings or ServeSettings()
+    workdir = tempfile.TemporaryDirectory(prefix="cxrkit-serve-")
+    predictor = FilmPredictor(
+        model_path,
+        runtime=runtime,
+        workdir=workdir.name,
+        max_pixels=settings.max_pixels,
+        preview_size=settings.preview_size,
+        threads=threads,
+    )
+    gate = Gate(settings)
+    started = time.time()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        gate.pool.shutdown(wait=False, cancel_futures=True)
+        workdir.cleanup()
+
+    app = FastAPI(
+        title="cxrkit",
+        version=__version__,
+        description="Chest X-ray classification: upload a PNG, JPEG or DICOM film.",
+        lifespan=lifespan,
+    )
+    app.state.predictor, app.state.settings = predictor, settings
+
+    async def require_token(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if settings.token is None:
+            return
+        given = creds.credentials if creds else ""
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong bearer token (send 'Authorization: Bearer <CXR_API_TOKEN>')",
+            )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors())
+        return JSONResponse(
+            {
+                "detail": f"bad request ({where or 'input'}): send the film as multipart "
+                "form field 'file' (PNG, JPEG or DICOM)",
+                "error": "bad_request",
+            },
+            status_code=422,
+        )
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: always open, no token needed."""
+        return {"status": "ok", "uptime_s": round(time.time() - started, 1)}
+
+    @app.get("/v1/model", tags=["model"], dependencies=[Depends(require_token)])
+    def model_card() -> dict[str, Any]:
+        """The model card: classes, task, preprocessing, thresholds, metrics, runtime."""
+        return predictor.model_card()
+
+    @app.post("/v1/predict", tags=["model"], dependencies=[Depends(require_token)])
+    async def predict(
+        file: Annotated[UploadFile, File(description="the film: PNG, JPEG or DICOM")],
+        cam: Annotated[bool, Query(description="add a CAM heat map and overlay")] = False,
+        preview: Annotated[bool, Query(description="add the decoded film as PNG")] = False,
+    ) -> dict[str, Any]:
+        """Class probabilities (keyed by class name), label, polarity, not-a-CXR, CAM."""
+        data = await file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise too_large(settings.max_upload_bytes)
+        name = Path(file.filename or "upload").name[:200] or "upload"
+        return await gate.run(predictor.predict, data, name, cam=cam, preview=preview)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The web page: drop a film, see probabilities, CAM and warnings."""
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,193 @@
+"""`FilmPredictor`: a model loaded once; upload bytes in, the API's prediction dict out."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrkit.data.crop import apply_crop
+from cxrkit.errors import (
+    CorruptImageError,
+    DecompressionBombError,
+    DicomError,
+    EmptyFileError,
+    ImageReadError,
+    ModelFileError,
+    UnsupportedFormatError,
+)
+from cxrkit.infer.predict import label_row
+from cxrkit.io import read_image_bytes, resize_film
+from cxrkit.models.inference import logits_to_probs
+from cxrkit.serve.extras import Extras
+from cxrkit.serve.images import film_preview, heatmap_rgba, png_base64, resize_float
+from cxrkit.serve.limits import ApiError
+
+RUNTIMES = ("torch", "onnx")
+
+# Reader errors -> (HTTP status, machine-readable code); the message is the reader's reason.
+_READ_ERRORS: tuple[tuple[type[ImageReadError], int, str], ...] = (
+    (EmptyFileError, 400, "empty_file"),
+    (UnsupportedFormatError, 415, "unsupported_format"),
+    (DecompressionBombError, 413, "too_many_pixels"),
+    (DicomError, 422, "unsupported_dicom"),
+    (CorruptImageError, 422, "corrupt_image"),
+    (ImageReadError, 422, "unreadable_image"),
+)
+
+
+class FilmPredictor:
+    """Holds the classifier (torch, or onnxruntime plus torch for CAM) and the extras.
+
+    `model_path` is a model file, a run directory or an exported `.onnx` file (ONNX only:
+    no CAM). `runtime='onnx'` computes probabilities on onnxruntime, exporting a model
+    file into `workdir` (a temporary directory) first.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        runtime: str = "torch",
+        workdir: str | Path | None = None,
+        max_pixels: int = 50_000_000,
+        preview_size: int = 512,
+        threads: int | None = None,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.max_pixels, self.preview_size = max_pixels, preview_size
+        self.torch_model: torch.nn.Module | None = None
+        self.onnx_model: Any = None
+        path = Path(model_path)
+        if path.suffix.lower() == ".onnx":
+            runtime = "onnx"
+            self._load_onnx(path, threads)
+        else:
+            from cxrkit.models.model_file import load_model_file
+
+            self.torch_model, self.card = load_model_file(path)
+            if runtime == "onnx":
+                self._export_and_load_onnx(workdir, threads)
+        self.runtime = runtime
+        self.classes: list[str] = list(self.card["class_names"])
+        self.extras = Extras()
+        self._cam_model = copy.deepcopy(self.torch_model) if self.torch_model else None
+        self._cam_lock = threading.Lock()  # CAM hooks a layer: one CAM at a time
+
+    def _load_onnx(self, path: Path, threads: int | None) -> None:
+        from cxrkit.infer.onnx_runtime import OnnxModel
+
+        self.onnx_model = OnnxModel(path, threads=threads)
+        self.card = self.onnx_model.card
+
+    def _export_and_load_onnx(self, workdir: str | Path | None, threads: int | None) -> None:
+        import tempfile
+
+        from cxrkit.infer.onnx_export import export_model_onnx
+        from cxrkit.infer.onnx_runtime import OnnxModel
+
+        assert self.torch_model is not None
+        with tempfile.TemporaryDirectory(dir=workdir, prefix="onnx-") as tmp:
+            onnx_path = export_model_onnx(self.torch_model, self.card, Path(tmp) / "model.onnx")
+            self.onnx_model = OnnxModel(onnx_path, threads=threads)
+
+    def probabilities(self, films: np.ndarray) -> np.ndarray:
+        """(B, C) probabilities of films (B, 1, S, S) float32 in [0, 1]."""
+        if self.onnx_model is not None:
+            logits = torch.from_numpy(self.onnx_model.logits(films))
+            return logits_to_probs(logits, self.card["task"]).numpy()
+        assert self.torch_model is not None
+        with torch.inference_mode():
+            x = torch.from_numpy(films).contiguous(memory_format=torch.channels_last)
+            return logits_to_probs(self.torch_model(x), self.card["task"]).float().numpy()
+
+    def decode(self, data: bytes, name: str) -> tuple[np.ndarray, Any]:
+        """Decode an upload (format sniffed from content) or raise ApiError with a clear 4xx."""
+        try:
+            return read_image_bytes(data, name, max_pixels=self.max_pixels)
+        except ImageReadError as exc:
+            for cls, status, code in _READ_ERRORS:
+                if isinstance(exc, cls):
+                    raise ApiError(status, code, str(exc)) from exc
+            raise  # pragma: no cover - the table ends with the base class
+        except MemoryError as exc:
+            raise ApiError(413, "too_many_pixels", f"{name}: image too large to decode") from exc
+
+    def predict(
+        self, data: bytes, name: str = "upload", *, cam: bool = False, preview: bool = False
+    ) -> dict[str, Any]:
+        """The API's answer for one uploaded film (see `POST /v1/predict`)."""
+        image, meta = self.decode(data, name)
+        pre = self.card["preprocessing"]
+        film = resize_film(  # exactly as predict: the card's crop (if any), then resize
+            apply_crop(image, pre.get("crop")), int(pre["size"]), pre.get("resize_mode", "squash")
+        )
+        probs = self.probabilities(film[None, None])[0]
+        row = label_row(probs, self.classes, self.card["task"], self.card.get("thresholds") or [])
+        screening = self.extras.screen(image)
+        unavailable = dict(screening.unavailable)
+        out: dict[str, Any] = {
+            "filename": name,
+            "format": meta.format,
+            "original_size": list(meta.original_size),
+            "inverted_on_read": bool(meta.inverted),
+            "task": self.card["task"],
+            "label": row["label"],
+            "probabilities": row["probabilities"],
+            "polarity": screening.polarity,
+            "not_cxr": screening.not_cxr,
+            "warnings": screening.warnings,
+            "cam": None,
+            "preview_png": None,
+            "runtime": self.runtime,
+        }
+        hw = image.shape
+        if preview or cam:
+            small = film_preview(image, self.preview_size)
+            hw = small.shape
+            if preview:
+                out["preview_png"] = png_base64(small)
+        if cam:
+            out["cam"], reason = self._cam(image, hw)
+            if reason:
+                unavailable["cam"] = reason
+        else:
+            unavailable["cam"] = "not requested (add ?cam=true)"
+        out["unavailable"] = unavailable
+        return out
+
+    def _cam(self, image: np.ndarray, hw: tuple[int, int]) -> tuple[dict | None, str | None]:
+        with self._cam_lock:
+            heat, info = self.extras.cam(self._cam_model, self.card, image)
+        if heat is None:
+            return None, str(info)
+        assert isinstance(info, dict)
+        from cxrkit.explain import overlay_heatmap
+
+        small_film = resize_float(image, hw)
+        small_heat = resize_float(heat, hw)
+        return {
+            "class": info.get("class"),
+            "method": info.get("method"),
+            "size": list(hw),
+            "heatmap_png": png_base64(heatmap_rgba(heat, hw)),
+            "overlay_png": png_base64(overlay_heatmap(small_film, small_heat)),
+        }, None
+
+    def model_card(self) -> dict[str, Any]:
+        """The card for `GET /v1/model`, without server paths or the full training config."""
+        card = copy.deepcopy(self.card)
+        training = card.get("training")
+        if isinstance(training, dict):
+            training.pop("config", None)
+            for key in ("data", "weights"):
+                if isinstance(training.get(key), str):
+                    training[key] = Path(training[key]).name
+        card["runtime"] = self.runtime
+        card["extras"] = self.extras.status()
+        return card

@@ -1,0 +1,43 @@
+"""The server's knobs: upload and pixel limits, timeout, concurrency, bearer token."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+#: Environment variable holding the optional bearer token of the API.
+TOKEN_ENV = "CXR_API_TOKEN"
+
+MB = 1024 * 1024
+
+
+def _token_from_env() -> str | None:
+    return os.environ.get(TOKEN_ENV) or None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits of one server; defaults suit a CPU box serving single films.
+
+    `max_upload_bytes`: largest accepted file (the request body may exceed it by
+    `multipart_slack` bytes of form headers); `max_pixels`: decompression-bomb guard
+    passed to `read_image_bytes` (real chest films are at most ~20 Mpx);
+    `timeout_s`: a prediction (queueing included) that takes longer gets 504;
+    `max_concurrent`: predictions computed at once (1 keeps all cores on one film);
+    `max_queue`: predictions waiting or running before new ones get 503;
+    `token`: bearer token required on /v1/* when set (default: $CXR_API_TOKEN).
+    """
+
+    max_upload_bytes: int = 50 * MB
+    multipart_slack: int = 64 * 1024
+    max_pixels: int = 50_000_000
+    timeout_s: float = 60.0
+    max_concurrent: int = 1
+    max_queue: int = 64
+    preview_size: int = 512
+    token: str | None = field(default_factory=_token_from_env)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body: the file limit plus room for multipart headers."""
+        return self.max_upload_bytes + self.multipart_slack

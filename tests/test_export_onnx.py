@@ -1,0 +1,139 @@
+"""`cxr export --format onnx`: dynamic batch, self-describing file, parity with torch on films."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from cxrkit.errors import ModelFileError  # noqa: E402
+from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
+from cxrkit.infer.predict import FilmFiles, predict_batches  # noqa: E402
+from cxrkit.models.model_file import load_model_file  # noqa: E402
+from serve_helpers import CLASSES, CXR, kermany_films, save_random_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model file, ONNX file) written by the CLI."""
+    tmp = tmp_path_factory.mktemp("export")
+    model = save_random_model(tmp / "model.safetensors")
+    onnx_path = tmp / "model.onnx"
+    done = subprocess.run(
+        [str(CXR), "export", str(model), "--format", "onnx", "--out", str(onnx_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "max |logit difference| vs torch" in done.stderr
+    return model, onnx_path
+
+
+def _films(kermany_dir: Path, n: int, size: int) -> torch.Tensor:
+    ds = FilmFiles(kermany_films(kermany_dir, n), size, "squash")
+    return torch.stack([ds[i]["image"] for i in range(len(ds))])
+
+
+def test_onnx_file_carries_the_model_card(exported: tuple[Path, Path]) -> None:
+    import onnx
+
+    model, onnx_path = exported
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    card = json.loads(props["cxrkit_card"])
+    _, torch_card = load_model_file(model)
+    assert card["class_names"] == torch_card["class_names"] == list(CLASSES)
+    assert card["preprocessing"] == torch_card["preprocessing"]
+    assert card["export"]["opset"] == 17
+    assert OnnxModel(onnx_path).card["architecture"] == "small_cnn"
+
+
+def test_parity_with_torch_on_shared_films_for_any_batch(
+    exported: tuple[Path, Path], kermany_dir: Path
+) -> None:
+    model, onnx_path = exported
+    net, card = load_model_file(model)
+    films = _films(kermany_dir, 12, card["preprocessing"]["size"])
+    with torch.inference_mode():
+        expected = net(films).numpy()
+    runner = OnnxModel(onnx_path)
+    for batch in (1, 5, 12):  # the batch axis is dynamic
+        got = np.concatenate(
+            [runner.logits(films[i : i + batch].numpy()) for i in range(0, 12, batch)]
+        )
+        assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_predict_batches_on_onnx_equals_torch(exported: tuple[Path, Path], kermany_dir: Path):
+    model, onnx_path = exported
+    paths = kermany_films(kermany_dir, 7)
+    net, card = load_model_file(model)
+    runner, onnx_card = load_onnx_model(onnx_path)
+    kw = dict(batch_size=3, num_workers=0, screen=False)
+    a = list(predict_batches(net, card, paths, **kw))
+    b = list(predict_batches(runner, onnx_card, paths, **kw))
+    assert [r["path"] for r in a] == [r["path"] for r in b] == [str(p) for p in paths]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["label"] == rb["label"]
+        for c in CLASSES:
+            assert abs(ra["probabilities"][c] - rb["probabilities"][c]) <= 1e-5
+
+
+def test_cli_predict_runtime_onnx(
+    exported: tuple[Path, Path], kermany_dir: Path, tmp_path: Path
+) -> None:
+    """`cxr predict --runtime onnx` on the .onnx file and on the model file (exported on the
+    fly, nothing left behind) gives the torch rows, unreadable files included."""
+    model, onnx_path = exported
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for p in kermany_films(kermany_dir, 4):
+        (folder / p.name).symlink_to(p)
+    (folder / "notes.png").write_text("not a film")
+    net, card = load_model_file(model)
+    files = sorted(folder.iterdir())
+    expected = list(predict_batches(net, card, files, num_workers=0, screen=False))
+    assert sum("error" in r for r in expected) == 1
+    for target in (onnx_path, model):
+        out = tmp_path / f"{target.suffix[1:]}.csv"
+        cmd = [str(CXR), "predict", str(target), str(folder), "--runtime", "onnx"]
+        done = subprocess.run(
+            [*cmd, "--out", str(out), "--batch-size", "2"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        with open(out, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["path"] for r in rows] == [r["path"] for r in expected]
+        for got, want in zip(rows, expected, strict=True):
+            assert bool(got["error"]) == ("error" in want)
+            if not got["error"]:
+                assert abs(float(got["pneumonia"]) - want["probabilities"]["pneumonia"]) <= 1e-5
+    assert len(list(folder.iterdir())) == 5  # nothing written beside the films
+    assert set(model.parent.iterdir()) == {model, onnx_path}  # the on-the-fly export is gone
+
+
+def test_onnx_without_card_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ModelFileError, match="no cxrkit card"):
+        OnnxModel(path)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_onnx_model(tmp_path / "missing.onnx")
