@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from cxrkit.data.crop import apply_crop, crop_key
 from cxrkit.errors import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -66,19 +67,26 @@ def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
 class DecodeCache:
     """Decode + resize each film once and keep the result as a .npy under `cache_dir`.
 
-    Entries live in `cache_dir/<size>-<mode>-v<reader version>/<sha256 of content>.npy`,
+    Entries live in `cache_dir/<size>-<mode>[-crop-<crop key>]-v<reader version>/<sha256>.npy`
+    (the crop key names the crop and the lung model that made it),
     so a renamed or copied file is still a hit and an edited file is a miss. A stat index
     (`cache_dir/stat/`, path + mtime_ns + size -> sha256) spares re-hashing unchanged
     files. Writes are atomic, so several DataLoader workers may share one cache. `hits`
     and `misses` count this instance's loads (per worker process when used in workers).
     """
 
-    def __init__(self, cache_dir: str | Path, size: int, resize_mode: str = "squash") -> None:
+    def __init__(
+        self, cache_dir: str | Path, size: int, resize_mode: str = "squash", crop: str | None = None
+    ) -> None:
         check_resize(size, resize_mode)
         self.cache_dir = Path(cache_dir)
         self.size = int(size)
         self.resize_mode = resize_mode
-        self.entry_dir = self.cache_dir / f"{self.size}-{resize_mode}-v{reader_version()}"
+        self.crop = crop
+        crop_part = f"-crop-{crop_key(crop)}" if crop else ""
+        self.entry_dir = (
+            self.cache_dir / f"{self.size}-{resize_mode}{crop_part}-v{reader_version()}"
+        )
         self.stat_dir = self.cache_dir / "stat"
         self.hits = 0
         self.misses = 0
@@ -133,6 +141,7 @@ class DecodeCache:
         from cxrkit.io import read_image, resize_film
 
         image, _meta = read_image(path)
+        image = apply_crop(image, self.crop)
         film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
         quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)
         try:

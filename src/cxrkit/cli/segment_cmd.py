@@ -1,0 +1,166 @@
+"""`cxr segment IMAGE... --out DIR`, `cxr segment train` and `cxr segment evaluate`: lung masks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+console = Console(stderr=True)
+HELP_OPTIONS = ("--help", "-h")
+
+
+class DefaultToRun(TyperGroup):
+    """A group where a first argument that names no subcommand means `run` (the default)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Insert `run` before arguments that are not a subcommand or a help flag."""
+        if args and args[0] not in self.commands and args[0] not in HELP_OPTIONS:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=DefaultToRun,
+    no_args_is_help=True,
+    help=(
+        "Lung masks. `cxr segment IMAGE... --out DIR` writes DIR/<stem>.png (0/255, original "
+        "size) and DIR/overlays/<stem>.png; `cxr segment train` and `cxr segment evaluate` "
+        "train and score a lung U-Net."
+    ),
+)
+
+
+@app.command("run")
+def run_cmd(
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="films, folders or globs")],
+    out: Annotated[Path, typer.Option(help="folder for masks (and overlays/)")],
+    model: Annotated[
+        Path | None, typer.Option(help="lung model file or run folder (default: shipped)")
+    ] = None,
+    overlays: Annotated[bool, typer.Option(help="also write overlay PNGs")] = True,
+) -> None:
+    """Segment the lungs of each film (the default command: `cxr segment IMAGE... --out DIR`)."""
+    from cxrkit.errors import ImageReadError
+    from cxrkit.infer.paths import expand_paths
+    from cxrkit.io import read_image
+    from cxrkit.segment.infer import load_lung_model, segment_many
+    from cxrkit.segment.overlay import save_mask_png, save_overlay_png
+
+    files = expand_paths(images)
+    lung = load_lung_model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    used: dict[str, int] = {}
+    rows, n_bad = [], 0
+    for path in files:
+        try:
+            film, _meta = read_image(path)
+        except ImageReadError as exc:
+            n_bad += 1
+            rows.append([str(path), "", "", "", exc.reason])
+            console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+            continue
+        mask = segment_many([film], lung)[0]
+        stem = path.stem
+        used[stem] = used.get(stem, 0) + 1
+        if used[stem] > 1:  # two films with one stem (different folders): keep both
+            stem = f"{stem}_{used[stem]}"
+        mask_path = save_mask_png(out / f"{stem}.png", mask)
+        overlay_path = (
+            save_overlay_png(out / "overlays" / f"{stem}.png", film, mask) if overlays else ""
+        )
+        rows.append([str(path), str(mask_path), str(overlay_path), f"{mask.mean():.4f}", ""])
+    with (out / "masks.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "mask", "overlay", "lung_fraction", "error"])
+        writer.writerows(rows)
+    console.print(f"segmented {len(files) - n_bad} film(s); {n_bad} unreadable; wrote {out}")
+    if n_bad and n_bad == len(files):
+        raise typer.Exit(2)
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="labels.csv (or its folder) with path and mask")],
+    out: Annotated[Path, typer.Option(help="run folder (model, split, log, metrics)")],
+    weights: Annotated[
+        Path | None, typer.Option(help="ImageNet weights for the encoder (local file)")
+    ] = None,
+    encoder: Annotated[str, typer.Option(help="timm encoder registered in cxrkit.models")] = (
+        "mobilenetv2_100"
+    ),
+    size: Annotated[int, typer.Option(help="square input side (multiple of 32)")] = 256,
+    epochs: Annotated[int, typer.Option()] = 40,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    patience: Annotated[int, typer.Option(help="early stop after N epochs without val gain")] = 12,
+    val: Annotated[float, typer.Option(help="validation fraction (by patient)")] = 0.15,
+    test: Annotated[float, typer.Option(help="test fraction (by patient)")] = 0.15,
+    split_file: Annotated[Path | None, typer.Option(help="reuse a split.csv")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="stop after this long, keeping the best epoch")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Train a lung U-Net on films with masks; early stopping on validation Dice."""
+    from cxrkit.segment.train import SegTrainConfig, train_lung_model
+
+    if size % 32:
+        raise typer.BadParameter("size must be a multiple of 32", param_hint="--size")
+    cfg = SegTrainConfig(
+        encoder=encoder,
+        weights=str(weights) if weights else None,
+        size=size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        val_fraction=val,
+        test_fraction=test,
+        split_file=str(split_file) if split_file else None,
+        seed=seed,
+        max_minutes=max_minutes,
+        threads=threads,
+    )
+    results = train_lung_model(data, out, cfg)
+    for name, summary in results.items():
+        _print_summary(name, summary)
+    console.print(f"model: {out / 'model.safetensors'}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Annotated[Path, typer.Option(help="labels.csv (or its folder) with path and mask")],
+    model: Annotated[
+        Path | None, typer.Argument(help="lung model file or run folder (default: shipped)")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="train | val | test")] = None,
+    split_file: Annotated[
+        Path | None, typer.Option(help="split.csv (default: the one beside the model)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where metrics.json and per_film.csv go")] = Path(
+        "segment-eval"
+    ),
+) -> None:
+    """Dice, IoU and 95% Hausdorff distance per film; mean and worst; metrics.json + CSV."""
+    from cxrkit.segment.evaluate import evaluate_lung_model
+
+    summary = evaluate_lung_model(model, data, out, split=split, split_file=split_file)
+    _print_summary(summary["split"], summary)
+    console.print(f"wrote {out / 'metrics.json'} and {out / 'per_film.csv'}")
+
+
+def _print_summary(name: str, s: dict) -> None:
+    console.print(
+        f"{name}: n={s['n']}  Dice {s['dice']['mean']:.4f} (worst {s['dice']['min']:.4f})  "
+        f"IoU {s['iou']['mean']:.4f}  "
+        f"HD95 {s['hd95']['mean']:.1f} px (worst {s['hd95']['max']:.1f})"
+    )
+    for w in s["worst"]:
+        console.print(f"  {w['dice']:.4f}  {w['path']}", highlight=False)
