@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cxrkit.errors import CxrkitError
 
@@ -14,39 +15,54 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    """Attach each verb's sub-app; import lazily-heavy modules inside commands, not here."""
-    from cxrkit.cli import data_cmd
+    """Attach each verb; heavy libraries are imported inside the commands, not here."""
+    from cxrkit.cli import data_cmd, explain_cmd, model_cmds, polarity_cmd, segment_cmd, serve_cmds
 
     app.add_typer(data_cmd.app, name="data")
-    try:
-        from cxrkit.cli import model_cmds
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
+    app.add_typer(segment_cmd.app, name="segment")
     model_cmds.register(app)
+    explain_cmd.register(app)
+    polarity_cmd.register(app)
+    serve_cmds.register(app)
 
 
 _register()
 
 
+def _is_abort(exc: BaseException) -> bool:
+    """Ctrl-C / abort from click or from typer's vendored copy of click (typer >= 0.20)."""
+    import click
+
+    return isinstance(exc, (click.exceptions.Abort, getattr(typer, "Abort", click.Abort)))
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A ClickException (bad option, missing argument, unknown verb) of either click copy."""
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main() -> None:
     """Console-script entry: run the app, print cxrkit errors as one line, exit 2."""
     try:
-        app(standalone_mode=False)
+        code = app(prog_name="cxr", standalone_mode=False)
     except CxrkitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    except Exception as exc:  # usage errors and aborts, never as a traceback
+        if _is_abort(exc):
+            err_console.print("Aborted.", highlight=False)
             sys.exit(1)
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+    # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
