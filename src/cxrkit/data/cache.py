@@ -6,15 +6,13 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from cxrkit.data.crop import apply_crop, crop_key
 from cxrkit.errors import ImageReadError
+from cxrkit.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +46,6 @@ def check_resize(size: int, resize_mode: str) -> None:
         )
     if isinstance(size, bool) or int(size) != size or size < 1:
         raise ValueError(f"size must be a positive integer, not {size!r}")
-
-
-def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via a temporary file in the same folder, then os.replace (safe across workers)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class DecodeCache:
@@ -111,7 +95,7 @@ class DecodeCache:
         else:
             digest = file_sha256(abspath)
             with contextlib.suppress(OSError):  # the index only saves time; never fail on it
-                _atomic_write(index_file, lambda fh: fh.write((stamp + digest).encode("ascii")))
+                atomic_write(index_file, lambda fh: fh.write((stamp + digest).encode("ascii")))
         self._hashes[key] = digest
         return digest
 
@@ -145,7 +129,7 @@ class DecodeCache:
         film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
         quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)
         try:
-            _atomic_write(entry, lambda fh: np.save(fh, quantised, allow_pickle=False))
+            atomic_write(entry, lambda fh: np.save(fh, quantised, allow_pickle=False))
         except OSError as exc:  # full or read-only disk: still serve the film
             logger.warning("could not write decode cache entry %s (%s)", entry, exc)
         self.misses += 1

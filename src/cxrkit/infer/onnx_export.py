@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import atomic_write
 from cxrkit.models.model_file import CARD_KEY, load_model_file
 
 #: Names of the graph's input (films (B, 1, S, S) float32 in [0, 1]) and output (logits).
@@ -82,15 +81,7 @@ def torch_onnx_max_diff(
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda fh: fh.write(data))
     except OSError as exc:
         raise CxrkitError(f"{path}: cannot write ONNX file ({exc})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

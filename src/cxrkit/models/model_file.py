@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cxrkit.errors import ModelFileError
+from cxrkit.io.atomic import atomic_write
 
 CARD_KEY = "cxrkit_card"
 FORMAT_VERSION = 1
@@ -19,22 +18,12 @@ MODEL_SUFFIX = ".safetensors"
 
 def save_model_file(path: str | Path, model: torch.nn.Module, card: dict[str, Any]) -> Path:
     """Write `model`'s weights and `card` (JSON-serialisable) atomically to `path`."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     card = {**card, "format_version": FORMAT_VERSION}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=MODEL_SUFFIX)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={CARD_KEY: json.dumps(card)})
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    blob = save(state, metadata={CARD_KEY: json.dumps(card)})
+    return atomic_write(path, lambda fh: fh.write(blob))
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ from torch.utils.data import DataLoader
 from cxrkit.data.crop import crop_key
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
+from cxrkit.io.atomic import atomic_write
 from cxrkit.models.inference import predict_loader
 
 log = logging.getLogger("cxrkit.train")
@@ -106,11 +105,7 @@ def extract_features(
     pos = {int(i): k for k, i in enumerate(indices)}
     for row, i in zip(feats, got, strict=True):
         out[pos[int(i)]] = row
-    cache_root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_root, suffix=".npy")
-    os.close(fd)
-    np.save(tmp, out)
-    os.replace(tmp, target)
+    atomic_write(target, lambda fh: np.save(fh, out))
     return out
 
 
