@@ -70,20 +70,8 @@ def main() -> None:
         cfg = load_config(config, {**overrides, "split_file": str(split_csv)})
         t0 = time.time()
         m = train(args.data, out / _slug(name), cfg, show_progress=False)
-        rows.append(
-            {
-                "recipe": name,
-                "n_test": m["n"],
-                "auc": m["auc"],
-                "auc_ci": m["auc_ci"],
-                "accuracy": m["accuracy"],
-                "sensitivity": m["sensitivity"],
-                "specificity": m["specificity"],
-                "threshold": m["threshold"],
-                "wall_seconds": round(time.time() - t0, 1),
-            }
-        )
-        _print(rows)
+        rows.append(result_row("recipe", name, m, time.time() - t0))
+        print_rows(rows, "recipe")
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     target = results / "kermany.json"  # merge: --only reruns replace their own rows
@@ -97,15 +85,26 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.split("(")[0].strip())[:48]
 
 
-def _print(rows: list[dict]) -> None:
+def result_row(key: str, name: str, m: dict, seconds: float) -> dict:
+    """The headline test metrics of one training run, as a JSON row."""
+    fields = ("auc", "auc_ci", "accuracy", "sensitivity", "specificity", "threshold")
+    return {
+        key: name,
+        "n_test": m["n"],
+        **{k: m[k] for k in fields},
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def print_rows(rows: list[dict], key: str) -> None:
+    """Print the rows so far as a fixed-width table."""
     print(
-        f"\n{'recipe':<48} {'n':>5} {'AUC (95% CI)':>24} {'acc':>7} {'sens':>7} {'spec':>7} "
-        f"{'time':>7}"
+        f"\n{key:<48} {'n':>5} {'AUC (95% CI)':>24} {'acc':>7} {'sens':>7} {'spec':>7} {'time':>7}"
     )
     for r in rows:
         ci = f"{r['auc']:.4f} ({r['auc_ci'][0]:.3f}-{r['auc_ci'][1]:.3f})"
         print(
-            f"{r['recipe']:<48} {r['n_test']:>5} {ci:>24} {r['accuracy']:>7.4f} "
+            f"{r[key]:<48} {r['n_test']:>5} {ci:>24} {r['accuracy']:>7.4f} "
             f"{r['sensitivity']:>7.4f} {r['specificity']:>7.4f} {r['wall_seconds']:>6.0f}s"
         )
 

@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from kermany import print_rows, result_row  # sibling script: one table format
+
 from cxrkit.data.splits import make_splits, write_split_csv
 from cxrkit.data.table import load_table
 from cxrkit.train import load_config, train
@@ -44,35 +46,11 @@ def main() -> None:
         m = train(
             args.data, out / ("crop_lungs" if cfg.crop else "no_crop"), cfg, show_progress=False
         )
-        rows.append(
-            {
-                "arm": name,
-                "n_test": m["n"],
-                "auc": m["auc"],
-                "auc_ci": m["auc_ci"],
-                "accuracy": m["accuracy"],
-                "sensitivity": m["sensitivity"],
-                "specificity": m["specificity"],
-                "wall_seconds": round(time.time() - t0, 1),
-            }
-        )
-        _print(rows)
+        rows.append(result_row("arm", name, m, time.time() - t0))
+        print_rows(rows, "arm")
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     (results / "lung_crop.json").write_text(json.dumps(rows, indent=2))
-
-
-def _print(rows: list[dict]) -> None:
-    print(
-        f"\n{'arm':<22} {'n':>5} {'AUC (95% CI)':>24} {'acc':>7} {'sens':>7} {'spec':>7} "
-        f"{'time':>7}"
-    )
-    for r in rows:
-        ci = f"{r['auc']:.4f} ({r['auc_ci'][0]:.3f}-{r['auc_ci'][1]:.3f})"
-        print(
-            f"{r['arm']:<22} {r['n_test']:>5} {ci:>24} {r['accuracy']:>7.4f} "
-            f"{r['sensitivity']:>7.4f} {r['specificity']:>7.4f} {r['wall_seconds']:>6.0f}s"
-        )
 
 
 if __name__ == "__main__":

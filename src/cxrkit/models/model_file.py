@@ -26,6 +26,23 @@ def save_model_file(path: str | Path, model: torch.nn.Module, card: dict[str, An
     return atomic_write(path, lambda fh: fh.write(blob))
 
 
+def provenance() -> dict[str, Any]:
+    """When and with which versions a model was made (for its card)."""
+    import platform
+    from datetime import datetime, timezone
+
+    from cxrkit import __version__
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "cxrkit": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
 def read_card(path: str | Path) -> dict[str, Any]:
     """Return the JSON card of a model file without loading its weights."""
     from safetensors import safe_open

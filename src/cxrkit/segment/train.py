@@ -7,10 +7,8 @@ import dataclasses
 import json
 import logging
 import math
-import platform
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrkit import __version__
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
+from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.data import load_mask_table, read_pair
 from cxrkit.segment.evaluate import score_films, write_results
@@ -299,12 +297,7 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
         "tta_hflip": choice.get("tta_hflip", False),
         "training": {
             "config": cfg.to_dict(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": {
-                "cxrkit": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
+            **provenance(),
         },
     }
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit import __version__
 from cxrkit.data.augment import build_augmentation_from_dict
 from cxrkit.data.balance import class_weights, sample_weights
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
@@ -25,7 +22,7 @@ from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import choose_thresholds, evaluate_predictions
 from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
-from cxrkit.models.model_file import save_model_file
+from cxrkit.models.model_file import provenance, save_model_file
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
@@ -350,12 +347,7 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
             "stopped_early": result.stopped_early,
             "wall_seconds": round(seconds, 1),
             "config": cfg.to_dict(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": {
-                "cxrkit": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
+            **provenance(),
         },
     }
 
