@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cxrkit.lazy import lazy_exports
 
 # Public name -> submodule. Imported on first use so that `cxr data summary` and table
 # loading never pay for torch.
@@ -43,14 +44,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cxrkit.data.table import load_table as load_table
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cxrkit.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cxrkit.data.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cxrkit.lazy import lazy_exports
 
 _EXPORTS = {
     "PolarityModel": "model",
@@ -33,14 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrkit.polarity.train import train_polarity as train_polarity
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cxrkit.polarity' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cxrkit.polarity.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

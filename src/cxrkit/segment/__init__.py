@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cxrkit.lazy import lazy_exports
 
 # Public name -> submodule, imported on first use (crop and metrics never pay for torch).
 _EXPORTS = {
@@ -44,14 +45,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cxrkit.segment.train import train_lung_model as train_lung_model
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cxrkit.segment' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cxrkit.segment.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -313,14 +313,9 @@ def _headline(summary: dict) -> dict:
 
 
 def _log_to(path: Path, console: bool) -> None:
+    from cxrkit.train.runner import attach_log_file
+
+    attach_log_file(path)
     logger = logging.getLogger("cxrkit")
-    logger.setLevel(logging.INFO)
-    for h in list(logger.handlers):
-        if isinstance(h, logging.FileHandler):
-            logger.removeHandler(h)
-            h.close()
-    fh = logging.FileHandler(path)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(fh)
     if console and not any(type(h) is logging.StreamHandler for h in logger.handlers):
         logger.addHandler(logging.StreamHandler())

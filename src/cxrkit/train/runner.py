@@ -55,7 +55,7 @@ def train(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _attach_log_file(out / "train.log")
+    attach_log_file(out / "train.log")
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -372,7 +372,8 @@ def _yaml(d: dict) -> str:
     return yaml.safe_dump(d, sort_keys=False)
 
 
-def _attach_log_file(path: Path) -> None:
+def attach_log_file(path: Path) -> None:
+    """Send the `cxrkit` logger to `path` (INFO), replacing a previous run's log file."""
     logger = logging.getLogger("cxrkit")
     logger.setLevel(logging.INFO)
     for h in list(logger.handlers):
