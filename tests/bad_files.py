@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dicom_factory import make_dataset, save, write_dicom
+from dicom_factory import compress, make_dataset, save, write_dicom
 
 TEXT_CONTENT = b"patient,label\n001,pneumonia\n"
 PDF_CONTENT = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
@@ -80,6 +80,42 @@ def _write_ct(path: Path) -> None:
     write_dicom(path, noisy_film(32), modality="CT")
 
 
+def rle_panic_dicom(path: Path | None = None) -> bytes:
+    """A 16-bit RLE DICOM whose first segment overruns its frame: pylibjpeg-rle panics.
+
+    The decoder (Rust, through pyo3) raises `pyo3_runtime.PanicException` ("index out of
+    bounds: the len is 8192 but the index is 8192"), a BaseException, not an Exception.
+    """
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    ds = compress(make_dataset(noisy_film(64).astype(np.uint16) * 200), RLELossless)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[64:64] = b"\x81\x00"  # a 128-byte repeat run at the start of segment 1
+    ds.PixelData = encapsulate([bytes(frame)])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    if path is not None:
+        path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def hostile_window_dicom(center: float, width: float, function: str | None = None) -> bytes:
+    """An 8-bit DICOM film whose Window Center/Width (and VOI LUT Function) are given."""
+    ds = make_dataset(noisy_film(64), window=(center, width), voi_function=function)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _write_rle_panic(path: Path) -> None:
+    rle_panic_dicom(path)
+
+
+def _write_rescale_inf(path: Path) -> None:
+    write_dicom(path, noisy_film(32), rescale=(float("inf"), 0.0))
+
+
 @dataclass(frozen=True)
 class BadFile:
     """A bad input: the file name to use, words its error reason contains, and a writer."""
@@ -106,6 +142,15 @@ BAD_FILES: dict[str, BadFile] = {
     "dicom-no-pixels": BadFile("nopixels.dcm", ("no pixel data",), _write_dicom_without_pixels),
     "dicom-multi-frame": BadFile("cine.dcm", ("multi-frame", "3 frames"), _write_multi_frame),
     "dicom-ct": BadFile("ct.dcm", ("modality is ct", "not a projection radiograph"), _write_ct),
+    "dicom-rle-panic": BadFile(
+        "panic.dcm", ("rle lossless", "could not be decoded", "panicexception"), _write_rle_panic
+    ),
+    "dicom-rescale-inf": BadFile(
+        "slope.dcm", ("rescale slope is inf", "not a finite number"), _write_rescale_inf
+    ),
+    "tiny-png": BadFile(
+        "tiny.png", ("8x8 px", "too small"), _write_bytes(encode(noisy_film(8), "PNG"))
+    ),
 }
 
 

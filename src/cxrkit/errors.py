@@ -34,6 +34,10 @@ class DecompressionBombError(ImageReadError):
     """The image declares more pixels than the configured limit."""
 
 
+class FilmTooSmallError(ImageReadError):
+    """The image decodes but is too small to be a chest film (under MIN_SIDE px a side)."""
+
+
 class DicomError(ImageReadError):
     """A DICOM file that is valid but not a single-frame projection radiograph."""
 

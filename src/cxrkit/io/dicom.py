@@ -14,7 +14,8 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from cxrkit.errors import CorruptImageError, DicomError
 from cxrkit.io.limits import check_pixel_count
 from cxrkit.io.meta import ImageMeta
-from cxrkit.io.reasons import describe_exception
+from cxrkit.io.quiet import native_stderr_silenced
+from cxrkit.io.reasons import describe_exception, is_fatal
 
 #: Modalities read as chest films; a missing Modality is accepted too.
 ACCEPTED_MODALITIES = frozenset({"CR", "DX"})
@@ -24,6 +25,9 @@ _COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: 1 / width is kept within these bounds, so a hostile width never makes 0 x inf = NaN.
+_MAX_WINDOW_SCALE = 1e30
+_MIN_WINDOW_SCALE = 1e-30
 
 
 def read_dicom(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
@@ -32,6 +36,9 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, Ima
     Pipeline: stored values -> Modality LUT / Rescale Slope+Intercept -> VOI LUT, else Window
     Center/Width (first of each), else min-max -> [0, 1] -> inverted if MONOCHROME1.
     Compressed transfer syntaxes decode through pydicom's pylibjpeg/Pillow plugins.
+    Hostile values: a non-finite Rescale Slope/Intercept (or one that overflows the pixel
+    values) is a CorruptImageError; a window that is not finite, has width <= 0 (< 1 for
+    LINEAR) or does not overlap the film's values is ignored (min-max instead).
     Malformed element values may raise other exceptions; `read_image_bytes` wraps those.
     """
     ds = _parse(data, name)
@@ -46,7 +53,7 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, Ima
     if stored.ndim != (2 if photometric in _MONOCHROME else 3):
         raise DicomError(name, f"unexpected {photometric} pixel array shape {stored.shape}")
     if photometric in _MONOCHROME:
-        image = _monochrome_to_unit(stored, ds)
+        image = _monochrome_to_unit(stored, ds, name)
     else:
         image = _colour_to_unit(stored, _bits_stored(ds))
     inverted = photometric == "MONOCHROME1"
@@ -116,13 +123,19 @@ def _pixels(ds: Dataset, name: str) -> np.ndarray:
     if syntax is not None and not syntax.is_compressed:
         _check_native_length(ds, name)
     try:
-        arr = ds.pixel_array
+        if syntax is not None and syntax.is_compressed:
+            with native_stderr_silenced():  # a Rust panic prints a backtrace on fd 2
+                arr = ds.pixel_array
+        else:
+            arr = ds.pixel_array
     except MemoryError:
         raise
     except NotImplementedError as exc:
         detail = describe_exception(exc)
         raise DicomError(name, f"no decoder for {syntax_name} is installed ({detail})") from exc
-    except Exception as exc:
+    except BaseException as exc:  # pyo3_runtime.PanicException is a BaseException
+        if is_fatal(exc):
+            raise
         detail = describe_exception(exc)
         reason = f"DICOM pixel data ({syntax_name}) could not be decoded ({detail})"
         raise CorruptImageError(name, reason) from exc
@@ -159,29 +172,48 @@ def _transfer_syntax(ds: Dataset) -> UID | None:
     return syntax
 
 
-def _monochrome_to_unit(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+def _monochrome_to_unit(stored: np.ndarray, ds: Dataset, name: str) -> np.ndarray:
     """Modality then VOI transform, ending as float32 in [0, 1] (before any inversion)."""
-    values, identity = _modality_values(stored, ds)
+    values, identity = _modality_values(stored, ds, name)
     if _has_voi_lut(ds):
         indices = stored.astype(np.int32) if identity else np.rint(values).astype(np.int32)
-        return _apply_voi_lut(indices, ds.VOILUTSequence[0], _little_endian(ds))
-    window = _window(ds)
-    if window is not None:
-        return _apply_window(values, *window)
-    return _min_max(values)
+        return _apply_voi_lut(indices, ds.VOILUTSequence[0], _little_endian(ds), name)
+    low, high = float(values.min()), float(values.max())
+    window = _window(ds, low, high)
+    with np.errstate(over="ignore", under="ignore"):  # huge/tiny widths saturate, by design
+        if window is not None:
+            return _apply_window(values, *window)
+        return _min_max(values, low, high)
 
 
-def _modality_values(stored: np.ndarray, ds: Dataset) -> tuple[np.ndarray, bool]:
-    """float32 modality values and whether they equal the stored ones."""
+def _modality_values(stored: np.ndarray, ds: Dataset, name: str) -> tuple[np.ndarray, bool]:
+    """float32 modality values and whether they equal the stored ones.
+
+    A Rescale Slope/Intercept that is not a finite number, or that overflows float32 on
+    this film's values, is a CorruptImageError (a film of NaN is never returned).
+    """
     if ds.get("ModalityLUTSequence"):
-        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32), False
+        with np.errstate(all="ignore"):
+            values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise CorruptImageError(name, "the Modality LUT gives non-finite pixel values")
+        return values, False
     values = stored.astype(np.float32)
     slope = _float_or(ds.get("RescaleSlope"), 1.0)
     intercept = _float_or(ds.get("RescaleIntercept"), 0.0)
-    if slope != 1.0:
-        values *= slope
-    if intercept != 0.0:
-        values += intercept
+    for keyword, number in (("Rescale Slope", slope), ("Rescale Intercept", intercept)):
+        if not np.isfinite(number):
+            raise CorruptImageError(name, f"{keyword} is {number}, not a finite number")
+    with np.errstate(all="ignore"):
+        if slope != 1.0:
+            values *= np.float64(slope)  # float64 scalar: no silent cast of 1e308 to inf
+        if intercept != 0.0:
+            values += np.float64(intercept)
+    if not np.isfinite(values).all():
+        raise CorruptImageError(
+            name,
+            f"Rescale Slope {slope:g} / Intercept {intercept:g} overflow this film's values",
+        )
     return values, slope == 1.0 and intercept == 0.0
 
 
@@ -190,13 +222,18 @@ def _has_voi_lut(ds: Dataset) -> bool:
     return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
 
 
-def _apply_voi_lut(indices: np.ndarray, item: Dataset, little_endian: bool) -> np.ndarray:
+def _apply_voi_lut(
+    indices: np.ndarray, item: Dataset, little_endian: bool, name: str
+) -> np.ndarray:
     """First VOI LUT of the sequence, output scaled by its declared entry depth to [0, 1].
 
     Done here rather than with pydicom's apply_voi, which (3.0) indexes 8-bit LUTs with
-    uint8 and so wraps input values above 255.
+    uint8 and so wraps input values above 255. A declared depth outside 1..16 bits is
+    replaced by the LUT's own maximum; an empty LUT is a CorruptImageError.
     """
     entries, first_mapped, depth = (int(v) for v in item.LUTDescriptor)
+    if not 1 <= depth <= 16:
+        depth = 0  # hostile depth: scale by the LUT's largest entry instead
     entries = entries or 65536
     if first_mapped > 32767 and indices.min() < 0:  # signed first value stored as US
         first_mapped -= 65536
@@ -205,9 +242,14 @@ def _apply_voi_lut(indices: np.ndarray, item: Dataset, little_endian: bool) -> n
         lut = np.frombuffer(data, dtype="<u2" if little_endian else ">u2")[:entries]
     else:
         lut = np.asarray(data if isinstance(data, (list, tuple, MultiValue)) else [data])
+    if lut.size == 0 or not np.issubdtype(lut.dtype, np.number):
+        raise CorruptImageError(name, "the VOI LUT has no usable entries")
+    lut = np.abs(lut.astype(np.float64))
+    if not np.isfinite(lut).all():
+        raise CorruptImageError(name, "the VOI LUT holds non-finite entries")
     indices -= first_mapped
     np.clip(indices, 0, len(lut) - 1, out=indices)
-    top = max(2**depth - 1, int(lut.max()), 1)
+    top = max(2.0**depth - 1, float(lut.max()), 1.0)
     return np.divide(lut.astype(np.float32)[indices], top, dtype=np.float32)
 
 
@@ -216,16 +258,25 @@ def _little_endian(ds: Dataset) -> bool:
     return True if syntax is None else bool(syntax.is_little_endian)
 
 
-def _window(ds: Dataset) -> tuple[float, float, str] | None:
-    """(center, width, function) of the first window, None if absent or unusable."""
+def _window(ds: Dataset, low: float, high: float) -> tuple[float, float, str] | None:
+    """(center, width, function) of the first window, None if absent or unusable.
+
+    Unusable (the caller falls back to min-max): a center or width that is not a finite
+    number, a width <= 0 (< 1 for LINEAR), or a window that misses the film's values
+    [low, high] entirely (it would give a blank film).
+    """
     center = _first_float(ds.get("WindowCenter"))
     width = _first_float(ds.get("WindowWidth"))
     if center is None or width is None:
+        return None
+    if not (np.isfinite(center) and np.isfinite(width)):
         return None
     function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         return None
     if width <= 0 or (function == "LINEAR" and width < 1):
+        return None
+    if function != "SIGMOID" and (center + width / 2 < low or center - width / 2 > high):
         return None
     return center, width, function
 
@@ -233,8 +284,8 @@ def _window(ds: Dataset) -> tuple[float, float, str] | None:
 def _apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
     """DICOM PS3.3 C.11.2.1.2 windowing straight to [0, 1], in place on float32 `values`."""
     if function == "SIGMOID":
-        values -= center
-        values *= -4.0 / width
+        values -= np.float64(center)
+        values *= -4.0 * _window_scale(width)
         np.exp(values, out=values)
         values += 1.0
         return np.reciprocal(values, out=values)
@@ -242,25 +293,31 @@ def _apply_window(values: np.ndarray, center: float, width: float, function: str
         if width == 1.0:  # a step at center - 0.5
             return (values > center - 0.5).astype(np.float32)
         center, width = center - 0.5, width - 1.0
-    values -= center
-    values *= 1.0 / width
+    values -= np.float64(center)
+    values *= _window_scale(width)
     values += 0.5
     return np.clip(values, 0.0, 1.0, out=values)
 
 
-def _min_max(values: np.ndarray) -> np.ndarray:
-    """Stretch the film's own value range to [0, 1] (used when the file gives no VOI)."""
-    low, high = float(values.min()), float(values.max())
+def _window_scale(width: float) -> float:
+    """1 / width kept in [1e-30, 1e30]: widths beyond act as a step / a flat grey film."""
+    return min(max(1.0 / width, _MIN_WINDOW_SCALE), _MAX_WINDOW_SCALE)
+
+
+def _min_max(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Stretch the film's own value range [low, high] to [0, 1] (the file gives no VOI)."""
     if high <= low:
         return np.zeros_like(values)
-    values -= low
-    values *= 1.0 / (high - low)
+    values -= np.float64(low)
+    values *= min(1.0 / (high - low), _MAX_WINDOW_SCALE)
     return np.clip(values, 0.0, 1.0, out=values)
 
 
 def _colour_to_unit(stored: np.ndarray, bits: int) -> np.ndarray:
     """Luma of an RGB film (pydicom already turned YBR into RGB), scaled by the bit depth."""
     grey = stored[..., :3].astype(np.float32) @ _LUMA
+    if not 1 <= bits <= 16:  # hostile BitsStored: scale by the container instead
+        bits = 8 if stored.dtype.itemsize == 1 else 16
     grey *= 1.0 / (2**bits - 1)
     return np.clip(grey, 0.0, 1.0, out=grey)
 

@@ -9,7 +9,7 @@ ImageFormat = Literal["png", "jpeg", "dicom"]
 
 #: Bumped whenever `read_image` or `resize_film` give different pixels for the same bytes;
 #: caches of decoded films (cxrkit.data.DecodeCache) key on it.
-READER_VERSION = "1"
+READER_VERSION = "2"
 
 #: Largest pixel count (rows x columns) decoded by default; larger headers are refused as
 #: decompression bombs before any pixel is decoded. Real chest films are at most ~20 Mpx.

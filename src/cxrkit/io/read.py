@@ -13,9 +13,10 @@ from cxrkit.errors import (
     ImageReadError,
     UnsupportedFormatError,
 )
+from cxrkit.io.contract import check_film
 from cxrkit.io.meta import DEFAULT_MAX_PIXELS, ImageMeta
 from cxrkit.io.raster import read_raster
-from cxrkit.io.reasons import describe_exception
+from cxrkit.io.reasons import describe_exception, is_fatal
 from cxrkit.io.sniff import SNIFF_BYTES, describe_content, sniff_format
 
 
@@ -24,8 +25,11 @@ def read_image(
 ) -> tuple[np.ndarray, ImageMeta]:
     """Read a chest film as float32 (h, w) in [0, 1], MONOCHROME2 (bright bone), plus its meta.
 
-    The format is sniffed from the content, not the file name. Every failure raises an
-    ImageReadError subclass naming the file and the reason.
+    The format is sniffed from the content, not the file name. The film is 2-D, finite,
+    float32 in [0, 1], at least `MIN_SIDE` px a side and within `max_pixels`
+    (`cxrkit.io.contract`). Every failure raises an ImageReadError subclass naming the
+    file and the reason; whatever a decoder raises (a Rust panic included) becomes a
+    CorruptImageError, except Ctrl-C / exit and MemoryError, which propagate.
     """
     name = os.fspath(path)
     try:
@@ -56,14 +60,22 @@ def read_image_bytes(
             f"{describe_content(data[:512])})",
         )
     try:
-        if fmt == "dicom":
-            # Imported here: pydicom takes a noticeable part of a second to import.
-            from cxrkit.io.dicom import read_dicom
-
-            return read_dicom(data, name, max_pixels)
-        return read_raster(data, name, fmt, max_pixels)
+        image, meta = _decode(data, name, fmt, max_pixels)
     except (ImageReadError, MemoryError):
         raise
-    except Exception as exc:  # last net: a malformed value deep in a decoder or a LUT
+    except BaseException as exc:  # last net: decoders raise anything, pyo3 panics included
+        if is_fatal(exc):
+            raise
         detail = describe_exception(exc)
         raise CorruptImageError(name, f"malformed {fmt.upper()} file ({detail})") from exc
+    return check_film(image, name, max_pixels), meta
+
+
+def _decode(data: bytes, name: str, fmt: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Run the format's decoder (no contract check yet)."""
+    if fmt == "dicom":
+        # Imported here: pydicom takes a noticeable part of a second to import.
+        from cxrkit.io.dicom import read_dicom
+
+        return read_dicom(data, name, max_pixels)
+    return read_raster(data, name, fmt, max_pixels)  # type: ignore[arg-type]
