@@ -1,4 +1,9 @@
-"""Operating-point selection on validation predictions (Youden's J or a target sensitivity)."""
+"""Operating-point selection: Youden's J, a target sensitivity, or the least expected cost.
+
+Method spellings (training's `threshold_method`, `cxr calibrate --method`): ``youden``;
+``sensitivity`` (with ``target_sensitivity``) or ``sensitivity:0.95``; ``cost:RATIO`` where
+RATIO = cost of a missed positive / cost of a false alarm.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,29 @@ from sklearn.metrics import roc_curve
 
 from cxrkit.evaluate.validation import EvaluationError, check_inputs
 
-METHODS = ("youden", "sensitivity")
+METHODS = ("youden", "sensitivity", "cost")
 DEFAULT_THRESHOLD = 0.5
+
+
+def parse_threshold_method(method: str, target_sensitivity: float = 0.95) -> tuple[str, float]:
+    """Split a method spelling into (name, parameter): target sensitivity or cost ratio."""
+    name, sep, raw = str(method).strip().partition(":")
+    name = name.strip().lower()
+    if name not in METHODS or (name == "youden" and sep) or (name == "cost" and not sep):
+        raise EvaluationError(
+            f"threshold method must be youden, sensitivity[:X] or cost:RATIO, got {method!r}"
+        )
+    if not sep:
+        return name, float(target_sensitivity) if name == "sensitivity" else float("nan")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EvaluationError(f"threshold method {method!r}: {raw!r} is not a number") from None
+    if name == "sensitivity" and not 0.0 < value <= 1.0:
+        raise EvaluationError(f"threshold method {method!r}: sensitivity must lie in (0, 1]")
+    if name == "cost" and not (np.isfinite(value) and value > 0.0):
+        raise EvaluationError(f"threshold method {method!r}: the cost ratio must be > 0")
+    return name, value
 
 
 def choose_threshold(
@@ -23,12 +49,15 @@ def choose_threshold(
     """Pick a score threshold from the ROC curve; a film is positive when ``score >= threshold``.
 
     ``youden`` maximises sensitivity + specificity - 1 (ties: the highest threshold).
-    ``sensitivity`` returns the highest threshold whose sensitivity reaches
-    ``target_sensitivity`` (i.e. the best specificity meeting the target).
-    Raises :class:`EvaluationError` when ``y_true_binary`` holds only one outcome.
+    ``sensitivity`` (or ``sensitivity:X``) returns the highest threshold whose sensitivity
+    reaches ``target_sensitivity`` (i.e. the best specificity meeting the target).
+    ``cost:RATIO`` minimises RATIO * missed positives + false alarms on these films (ties:
+    the highest threshold). Raises :class:`EvaluationError` when ``y_true_binary`` holds
+    only one outcome.
     """
-    if method not in METHODS:
-        raise EvaluationError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    name, value = parse_threshold_method(method, target_sensitivity)
+    if name == "sensitivity":
+        target_sensitivity = value
     y = np.asarray(y_true_binary)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
@@ -45,8 +74,11 @@ def choose_threshold(
         raise EvaluationError(f"target_sensitivity must lie in (0, 1], got {target_sensitivity}")
 
     fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
-    if method == "youden":
+    if name == "youden":
         idx = int(np.argmax(tpr - fpr))
+    elif name == "cost":
+        n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y == 0))
+        idx = int(np.argmin(value * n_pos * (1.0 - tpr) + n_neg * fpr))
     else:
         idx = int(np.flatnonzero(tpr >= target_sensitivity - 1e-12)[0])
     t = float(thr[idx])

@@ -57,7 +57,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     cache_dir: str | None = None  # decoded films and CNN codes; default ~/.cache/cxrkit
-    threshold_method: str = "youden"  # youden | sensitivity
+    threshold_method: str = "youden"  # youden | sensitivity[:X] | cost:RATIO
     target_sensitivity: float = 0.95
     max_images: int | None = None  # use a stratified subset (for smoke tests)
     fix_polarity: bool = False  # invert films the polarity model is sure are inverted
@@ -160,11 +160,13 @@ def _validate(cfg: TrainConfig) -> None:
         "balance": ("loss", "sampler", "none"),
         "resize_mode": ("squash", "pad", "crop"),
         "crop": (None, "lungs"),
-        "threshold_method": ("youden", "sensitivity"),
     }
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise CxrkitError(f"{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    from cxrkit.evaluate.thresholds import parse_threshold_method
+
+    parse_threshold_method(cfg.threshold_method, cfg.target_sensitivity)  # one spelling rule
     if cfg.task not in (None, "binary", "multiclass", "multilabel"):
         raise CxrkitError(f"task must be binary, multiclass or multilabel, got {cfg.task!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
