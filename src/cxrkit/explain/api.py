@@ -10,6 +10,7 @@ import torch
 from cxrkit.explain.boxes import boxes_from_heatmap
 from cxrkit.explain.cam import class_index, compute_cam, to_original
 from cxrkit.io import resize_film
+from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs
 
 
@@ -34,7 +35,8 @@ def explain(
     x = torch.from_numpy(film)[None, None].to(next(model.parameters()).device)
     model.eval()
     with torch.inference_mode():
-        probs = logits_to_probs(model(x), card["task"])[0].float().cpu().numpy()
+        probs = logits_to_probs(model(x), card["task"]).float().cpu().numpy()
+    probs = apply_card_calibration(probs, card)[0]  # the probability a user sees
     target = class_index(card, class_name, probs)
     cam = compute_cam(model, film, target, method)
     heatmap = to_original(cam, image.shape, pre.get("resize_mode", "squash"))

@@ -14,6 +14,7 @@ from cxrkit.data.splits import read_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import evaluate_predictions
+from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import load_model_file
 
@@ -65,6 +66,7 @@ def evaluate_model(
         ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
     )
     probs, got = predict_loader(prepare_for_device(model, dev), loader, card["task"], dev)
+    probs = apply_card_calibration(probs, card)  # site calibration, if any
     if len(got) == 0:
         raise CxrkitError(f"{data}: no readable films to evaluate")
     y = table.targets()[got]

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from cxrkit.data.crop import apply_crop
 from cxrkit.errors import ImageReadError
 from cxrkit.io import read_image, resize_film
+from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs, prepare_for_device, resolve_device
 from cxrkit.models.model_file import load_model_file
 
@@ -116,6 +117,7 @@ def predict_batches(
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(dev.type, enabled=dev.type == "cuda"):
                 probs = logits_to_probs(model(x), task).float().cpu().numpy()
+            probs = apply_card_calibration(probs, card)  # site calibration, if any
             for i, p in zip(batch["index"], probs, strict=True):
                 rows[i] = {"path": str(paths[i]), **label_row(p, classes, task, thresholds)}
             if guard_model is not None and batch["screen"] is not None:

@@ -22,6 +22,7 @@ from cxrkit.errors import (
 )
 from cxrkit.infer.predict import label_row
 from cxrkit.io import read_image_bytes, resize_film
+from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs
 from cxrkit.serve.extras import Extras
 from cxrkit.serve.images import film_preview, heatmap_rgba, png_base64, resize_float
@@ -100,11 +101,13 @@ class FilmPredictor:
         """(B, C) probabilities of films (B, 1, S, S) float32 in [0, 1]."""
         if self.onnx_model is not None:
             logits = torch.from_numpy(self.onnx_model.logits(films))
-            return logits_to_probs(logits, self.card["task"]).numpy()
-        assert self.torch_model is not None
-        with torch.inference_mode():
-            x = torch.from_numpy(films).contiguous(memory_format=torch.channels_last)
-            return logits_to_probs(self.torch_model(x), self.card["task"]).float().numpy()
+            probs = logits_to_probs(logits, self.card["task"]).numpy()
+        else:
+            assert self.torch_model is not None
+            with torch.inference_mode():
+                x = torch.from_numpy(films).contiguous(memory_format=torch.channels_last)
+                probs = logits_to_probs(self.torch_model(x), self.card["task"]).float().numpy()
+        return apply_card_calibration(probs, self.card)  # site calibration, if any
 
     def decode(self, data: bytes, name: str) -> tuple[np.ndarray, Any]:
         """Decode an upload (format sniffed from content) or raise ApiError with a clear 4xx."""
