@@ -152,7 +152,14 @@ def _add_screen(rows: dict[int, dict[str, Any]], batch: dict[str, Any], model: A
 def label_row(
     p: np.ndarray, classes: list[str], task: str, thresholds: list[float]
 ) -> dict[str, Any]:
-    """Per-class probabilities plus the decided label(s), using the model's own thresholds."""
+    """Per-class probabilities plus the decided label(s), using the model's own thresholds.
+
+    Probabilities that are not finite numbers in [0, 1] give `{"error": reason}` and no
+    label: a broken model output must never turn into a diagnosis.
+    """
+    values = np.asarray(p, dtype=np.float64)
+    if values.shape != (len(classes),) or not np.all((values >= 0) & (values <= 1)):
+        return {"error": "the model gave non-finite or out-of-range probabilities; no label"}
     probs = {c: float(v) for c, v in zip(classes, p, strict=True)}
     if task == "multilabel":
         th = thresholds if len(thresholds) == len(classes) else [0.5] * len(classes)
