@@ -16,7 +16,15 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     """Attach each verb; heavy libraries are imported inside the commands, not here."""
-    from cxrkit.cli import data_cmd, explain_cmd, model_cmds, polarity_cmd, segment_cmd, serve_cmds
+    from cxrkit.cli import (
+        data_cmd,
+        explain_cmd,
+        model_cmds,
+        polarity_cmd,
+        segment_cmd,
+        serve_cmds,
+        site_cmds,
+    )
 
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(segment_cmd.app, name="segment")
@@ -24,6 +32,7 @@ def _register() -> None:
     explain_cmd.register(app)
     polarity_cmd.register(app)
     serve_cmds.register(app)
+    site_cmds.register(app)
 
 
 _register()

@@ -1,0 +1,150 @@
+"""`cxr calibrate` and `cxr adapt`: fit a model to a new site, writing a new model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the site verbs to the top-level app."""
+    app.command("calibrate")(calibrate_cmd)
+    app.command("adapt")(adapt_cmd)
+
+
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    data: Annotated[Path, typer.Option(help="the site's labelled films (labels.csv or folder)")],
+    out: Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")],
+    method: Annotated[
+        str,
+        typer.Option(help="threshold: youden | sensitivity:0.95 | cost:RATIO (miss/false alarm)"),
+    ] = "youden",
+    probabilities: Annotated[
+        str, typer.Option(help="probability calibration: temperature | platt | isotonic | none")
+    ] = "temperature",
+    folds: Annotated[int, typer.Option(help="cross-validation folds for the printed figures")] = 5,
+    n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the CIs")] = 1000,
+    ci_width: Annotated[
+        float, typer.Option(help="warn when the accuracy CI is wider than +/- this")
+    ] = 0.05,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    num_workers: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Refit threshold and probability calibration on a labelled site set into a new model file."""
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()
+    from cxrkit.site import calibrate_model
+
+    report = calibrate_model(
+        model,
+        data,
+        out,
+        method=method,
+        probabilities=probabilities,
+        folds=folds,
+        n_bootstrap=n_bootstrap,
+        ci_width=ci_width,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    rec = report["site_calibration"]
+    for w in rec["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    cv = rec["cross_validated"]
+    console.print(
+        f"site {rec['set']}: {rec['n_films']} films {rec['class_counts']}; threshold "
+        f"{rec['method']} -> {rec['threshold']:.4f}, probabilities {rec['probabilities']}; "
+        f"figures cross-validated over {rec['folds']} patient-grouped folds",
+        highlight=False,
+    )
+    console.print(_table(cv["before"], cv["after"]), highlight=False)
+    console.print(f"wrote {report['out']}", highlight=False)
+
+
+def adapt_cmd(
+    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    data: Annotated[
+        Path, typer.Option(help="the site's films: a folder, or a labels.csv (labels ignored)")
+    ],
+    out: Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")],
+    no_bn: Annotated[bool, typer.Option("--no-bn", help="keep the BatchNorm statistics")] = False,
+    no_prior: Annotated[
+        bool, typer.Option("--no-prior", help="no class-prior re-estimate")
+    ] = False,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    num_workers: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Adapt a model to a site without labels (AdaBN, EM class prior) into a new model file."""
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()
+    from cxrkit.site import adapt_model
+
+    report = adapt_model(
+        model,
+        data,
+        out,
+        bn=not no_bn,
+        prior=not no_prior,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rec = report["adaptation"]
+    console.print(
+        f"site {rec['set']}: {rec['n_films']} films; BatchNorm statistics "
+        f"{'re-estimated' if rec['bn'] else 'kept'}",
+        highlight=False,
+    )
+    prior = rec.get("prior")
+    if prior and "site" in prior:
+        console.print(
+            f"class prior: training {_fmt(prior['train'])} ({prior['train_source']}) -> site "
+            f"{_fmt(prior['site'])} after {prior['iterations']} EM iterations",
+            highlight=False,
+        )
+    elif prior:
+        console.print(f"class prior: {prior['skipped']}", highlight=False)
+    console.print(f"wrote {report['out']}", highlight=False)
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def _cell(fig: dict[str, Any], key: str) -> str:
+    value, ci = fig.get(key), fig.get(f"{key}_ci")
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
+def _table(before: dict[str, Any], after: dict[str, Any]) -> str:
+    rows = [("", "before (model as given)", "after (cross-validated)")]
+    for key in ("auc", "accuracy", "sensitivity", "specificity", "ece"):
+        rows.append((key, _cell(before, key), _cell(after, key)))
+    rows.append(
+        (
+            "positive rate",
+            f"{before['predicted_positive_rate']:.3f} (true {before['true_positive_rate']:.3f})",
+            f"{after['predicted_positive_rate']:.3f} (true {after['true_positive_rate']:.3f})",
+        )
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)

@@ -1,0 +1,161 @@
+"""`calibrate_model` and `adapt_model`: read a model file and a site, write a new model file."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrkit.errors import CxrkitError
+from cxrkit.models.calibration import apply_card_calibration
+from cxrkit.models.model_file import find_model_file, load_model_file, provenance
+from cxrkit.site.calibrate import check_methods, fit_site, site_card
+from cxrkit.site.crossval import DEFAULT_CI_WIDTH, cross_validated, site_figures, size_warnings
+from cxrkit.site.films import film_loader, labelled_site, network_probabilities, unlabelled_site
+from cxrkit.site.model_copy import check_out_path, write_model_copy
+
+
+def _stamp() -> dict[str, str]:
+    """Date and cxrkit version for a card record."""
+    prov = provenance()
+    return {"date": prov["date"], "cxrkit_version": prov["versions"]["cxrkit"]}
+
+
+def calibrate_model(
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    method: str = "youden",
+    probabilities: str = "temperature",
+    folds: int = 5,
+    n_bootstrap: int = 1000,
+    ci_width: float = DEFAULT_CI_WIDTH,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit threshold and probability calibration on a labelled site set; write a new model file.
+
+    Returns a report: the site, the fitted threshold and calibration, cross-validated
+    figures before (the model as given) and after (fitted on the other folds), warnings.
+    """
+    check_methods(method, probabilities)
+    source = find_model_file(model_path)
+    dst = check_out_path(source, out)
+    model, card = load_model_file(source)
+    if card.get("task") != "binary":
+        raise CxrkitError(f"cxr calibrate supports binary models; this one is {card.get('task')}")
+    site = labelled_site(data, card)
+    probs_raw, got = network_probabilities(
+        model, card, film_loader(site.paths, card, batch_size, num_workers)
+    )
+    assert site.y is not None and site.groups is not None
+    y, groups = site.y[got], site.groups[got]
+    counts = {name: int(np.sum(y == i)) for i, name in enumerate(card["class_names"])}
+    if min(counts.values()) == 0:
+        raise CxrkitError(f"{site.name}: the site set needs films of both classes, has {counts}")
+    names = list(card["class_names"])
+
+    before_probs = apply_card_calibration(probs_raw, card)
+    before_t = (card.get("thresholds") or [0.5])[0]
+    before = site_figures(
+        y, before_probs, (before_probs[:, 1] >= before_t).astype(int), names, n_bootstrap, seed
+    )
+    oof_probs, oof_pred, fold_t = cross_validated(
+        y, probs_raw, groups, card, method, probabilities, folds, seed
+    )
+    after = site_figures(y, oof_probs, oof_pred, names, n_bootstrap, seed)
+    warnings = size_warnings(counts, after, ci_width)
+    cal, thresholds = fit_site(y, probs_raw, card, method, probabilities)
+    if cal["method"] == "platt" and cal["params"]["a"] <= 0:
+        warnings.append(
+            f"the fitted Platt slope is {cal['params']['a']:.3g} (<= 0): the model does not rank "
+            "this site's films the right way round; check the site set and the model"
+        )
+
+    new = site_card(copy.deepcopy(card), cal)
+    new["thresholds"] = thresholds
+    new["training_thresholds"] = card.get("training_thresholds", card.get("thresholds", []))
+    record: dict[str, Any] = {
+        "set": site.name,
+        "n_films": int(len(y)),
+        "unreadable_films": int(len(site.paths) - len(got)),
+        "class_counts": counts,
+        "labels_sha256": site.labels_sha256,
+        "method": method,
+        "probabilities": probabilities,
+        "threshold": thresholds[0],
+        "folds": folds,
+        "fold_thresholds": fold_t,
+        **_stamp(),
+        "cross_validated": {"before": before, "after": after},
+        "warnings": warnings,
+    }
+    if card.get("prior_shift"):
+        record["replaced_prior_shift"] = card["prior_shift"]
+    new["site_calibration"] = record
+    write_model_copy(source, dst, new)
+    return {"out": str(dst), "site_calibration": record, "probability_calibration": cal}
+
+
+def adapt_model(
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    bn: bool = True,
+    prior: bool = True,
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """AdaBN and/or EM class prior on a site's films (labels never read); write a new model file."""
+    from cxrkit.site.adapt import adapt_batchnorm, batchnorm_state
+    from cxrkit.site.prior import em_prior, training_prior
+
+    if not (bn or prior):
+        raise CxrkitError("nothing to adapt: --no-bn and --no-prior together leave the model as is")
+    source = find_model_file(model_path)
+    dst = check_out_path(source, out)
+    model, card = load_model_file(source)
+    if card.get("site_calibration"):
+        raise CxrkitError(
+            f"{source} already carries a site calibration (fitted before adaptation); "
+            "adapt the uncalibrated model, then run cxr calibrate on the adapted one"
+        )
+    site = unlabelled_site(data)
+    replace: dict[str, Any] = {}
+    n_films = len(site.paths)
+    if bn:
+        n_films = adapt_batchnorm(model, film_loader(site.paths, card, batch_size, num_workers))
+        replace = batchnorm_state(model)
+    new = copy.deepcopy(card)
+    record: dict[str, Any] = {"bn": bn, "set": site.name, "n_films": int(n_films), **_stamp()}
+    if prior and card["task"] == "multilabel":
+        record["prior"] = {"skipped": "a multilabel model has no single class prior"}
+    elif prior:
+        probs, got = network_probabilities(
+            model, card, film_loader(site.paths, card, batch_size, num_workers)
+        )
+        train, source_note = training_prior(card)
+        est = em_prior(probs, train)
+        new["training_prior"] = {"prior": [float(v) for v in train], "source": source_note}
+        new["prior_shift"] = {
+            "train": [float(v) for v in train],
+            "site": [float(v) for v in est.site],
+        }
+        record["n_films"] = int(len(got))
+        record["prior"] = {
+            "train": [float(v) for v in train],
+            "train_source": source_note,
+            "site": [float(v) for v in est.site],
+            "iterations": est.iterations,
+            "converged": est.converged,
+        }
+    else:
+        new.pop("prior_shift", None)
+    new["adaptation"] = record
+    write_model_copy(source, dst, new, replace=replace)
+    return {"out": str(dst), "adaptation": record}

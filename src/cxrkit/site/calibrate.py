@@ -1,0 +1,83 @@
+"""Fit a site's probability calibration and operating threshold from its labelled films."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cxrkit.errors import CxrkitError
+from cxrkit.evaluate.thresholds import choose_thresholds, parse_threshold_method
+from cxrkit.models.calibration import PROBABILITY_METHODS, apply_card_calibration, binary_logit
+
+
+def check_methods(method: str, probabilities: str) -> None:
+    """Refuse an unknown threshold method or probability calibration before any work."""
+    parse_threshold_method(method)
+    if probabilities not in PROBABILITY_METHODS:
+        raise CxrkitError(
+            f"--probabilities {probabilities}: use one of {', '.join(PROBABILITY_METHODS)}"
+        )
+
+
+def fit_probability_calibration(y: np.ndarray, probs: np.ndarray, method: str) -> dict[str, Any]:
+    """A card `probability_calibration` entry fitted on binary labels and network probabilities."""
+    y = np.asarray(y, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    if method == "none":
+        return {"method": "none", "params": {}}
+    if method == "temperature":
+        return {"method": "temperature", "params": {"temperature": _fit_temperature(y, p)}}
+    if method == "platt":
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.clip(binary_logit(p), -50.0, 50.0)[:, None]
+        lr = LogisticRegression(C=100.0).fit(x, y)  # mild L2: stays finite on separable sets
+        return {
+            "method": "platt",
+            "params": {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])},
+        }
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p[:, 1], y)
+        xs, ys = iso.X_thresholds_, iso.y_thresholds_
+        return {
+            "method": "isotonic",
+            "params": {"x": [float(v) for v in xs], "y": [float(v) for v in ys]},
+        }
+    raise CxrkitError(f"unknown probability calibration {method!r}")
+
+
+def _fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
+    """The temperature T minimising the log-loss of softmax(log p / T) (T in [0.05, 20])."""
+    from scipy.optimize import minimize_scalar
+
+    logp = np.log(np.clip(p, 1e-12, 1.0))
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return float(np.mean(lse - z[rows, y]))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def fit_site(
+    y: np.ndarray, raw_probs: np.ndarray, card: dict[str, Any], method: str, probabilities: str
+) -> tuple[dict[str, Any], list[float]]:
+    """Calibration map on the network's probabilities, then the threshold on the calibrated ones."""
+    cal = fit_probability_calibration(y, raw_probs, probabilities)
+    calibrated = apply_card_calibration(raw_probs, site_card(card, cal))
+    thresholds = choose_thresholds(y, calibrated, card["task"], method=method)
+    return cal, [float(t) for t in thresholds]
+
+
+def site_card(card: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
+    """The card's probability keys with `cal` in place and no prior shift (labels replace it)."""
+    out = {k: v for k, v in card.items() if k not in ("probability_calibration", "prior_shift")}
+    out["probability_calibration"] = cal
+    return out

@@ -1,0 +1,132 @@
+"""A site's films: find them (labelled or not), read them as the card says, run the network."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cxrkit.data.table import LABELS_CSV, load_table
+from cxrkit.errors import CxrkitError, DatasetError
+
+
+@dataclass
+class SiteSet:
+    """Films of a site; `y` and `groups` are None when the set is used without labels."""
+
+    name: str
+    paths: list[Path]
+    y: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    labels_sha256: str | None = None
+    class_counts: dict[str, int] | None = None
+
+
+def set_name(data: str | Path) -> str:
+    """The set's folder name (never an absolute path): `x/site/labels.csv` -> `site`."""
+    p = Path(data).expanduser().absolute()
+    return (p.parent if p.is_file() else p).name
+
+
+def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
+    """A labelled site set in the card's classes; patients from `patient_id` when present."""
+    src = Path(data).expanduser()
+    if not src.exists():
+        raise DatasetError(f"{src}: no such site set (a labels.csv or a folder holding one)")
+    table = load_table(
+        src,
+        label_column=card.get("label_column", "label"),
+        task=card["task"],
+        class_names=card["class_names"],
+    )
+    labels_file = src if src.is_file() else src / LABELS_CSV
+    digest = _sha256(labels_file) if labels_file.is_file() else _listing_sha256(table)
+    return SiteSet(
+        name=set_name(src),
+        paths=[rec.path for rec in table.records],
+        y=table.targets(),
+        groups=np.asarray(table.patient_ids()),
+        labels_sha256=digest,
+        class_counts=table.class_counts(),
+    )
+
+
+def unlabelled_site(data: str | Path) -> SiteSet:
+    """Films of a folder (recursively) or of a labels.csv's `path` column; labels are ignored."""
+    from cxrkit.infer.paths import expand_paths
+
+    src = Path(data).expanduser()
+    if not src.exists():
+        raise DatasetError(f"{src}: no such site folder or labels.csv")
+    csv_file = src if src.is_file() else src / LABELS_CSV
+    if src.is_file() and src.suffix.lower() != ".csv":
+        raise DatasetError(f"{src}: give a folder of films or a labels.csv, not one film")
+    paths = _csv_paths(csv_file) if csv_file.is_file() else expand_paths([src])
+    if not paths:
+        raise DatasetError(f"{src}: no films found")
+    return SiteSet(name=set_name(src), paths=paths)
+
+
+def _csv_paths(csv_file: Path) -> list[Path]:
+    """The existing files of a CSV's `path` column (relative to the CSV's folder)."""
+    try:
+        with csv_file.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{csv_file}: cannot read CSV ({exc})") from exc
+    if rows and "path" not in rows[0]:
+        raise DatasetError(f"{csv_file}: missing column 'path'")
+    root = csv_file.parent.absolute()
+    found = [root / (r.get("path") or "").strip() for r in rows if (r.get("path") or "").strip()]
+    return [p for p in found if p.is_file()]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _listing_sha256(table: Any) -> str:
+    """Content hash of a class-folder set: sorted `relpath,label` lines."""
+    lines = sorted(f"{table.relpath(r)},{'|'.join(r.labels)}" for r in table.records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def film_loader(
+    paths: list[Path], card: dict[str, Any], batch_size: int = 32, num_workers: int = 0
+) -> DataLoader:
+    """Batches of films read, cropped and resized exactly as `cxr predict` does."""
+    from cxrkit.infer.predict import FilmFiles, collate_films
+
+    pre = card["preprocessing"]
+    return DataLoader(
+        FilmFiles(paths, pre["size"], pre["resize_mode"], crop=pre.get("crop")),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_films,
+    )
+
+
+@torch.inference_mode()
+def network_probabilities(
+    model: torch.nn.Module, card: dict[str, Any], loader: DataLoader
+) -> tuple[np.ndarray, np.ndarray]:
+    """The network's own probabilities (no card calibration) and the indices of readable films."""
+    from cxrkit.models.inference import logits_to_probs
+
+    model.eval()
+    probs: list[np.ndarray] = []
+    index: list[int] = []
+    for batch in loader:
+        if batch["image"] is None:
+            continue
+        probs.append(logits_to_probs(model(batch["image"]), card["task"]).float().numpy())
+        index.extend(batch["index"])
+    if not probs:
+        raise CxrkitError("no readable films in the site set")
+    return np.concatenate(probs).astype(np.float64), np.asarray(index, dtype=np.int64)
