@@ -16,9 +16,17 @@ from cxrkit.cli.app import main
 from cxrkit.models import create_model
 from cxrkit.models.model_file import save_model_file
 
+EXTRA_TENSOR = "ood.site_test"  # a non-network tensor, as the OOD reference stores
+
 
 def tiny_model_file(path: Path, seed: int = 0, **card_extra: Any) -> Path:
-    """Write a small_cnn binary normal/pneumonia model file at `path`; returns the path."""
+    """Write a small_cnn binary normal/pneumonia model file at `path`; returns the path.
+
+    Where model files may hold non-network tensors (`EXTRA_PREFIXES`), one such tensor
+    (`ood.site_test`) is added, so tests see that site tools carry it over unchanged.
+    """
+    from cxrkit.models import model_file
+
     torch.manual_seed(seed)
     model = create_model("small_cnn", num_classes=2, random_init=True, head_hidden=None)
     card: dict[str, Any] = {
@@ -33,6 +41,10 @@ def tiny_model_file(path: Path, seed: int = 0, **card_extra: Any) -> Path:
         "training": {"mode": "features", "config": {"balance": "loss"}},
         **card_extra,
     }
+    if EXTRA_TENSOR.split(".")[0] + "." in getattr(model_file, "EXTRA_PREFIXES", ()):
+        return save_model_file(
+            path, model, card, extra_tensors={EXTRA_TENSOR: torch.arange(6.0).view(2, 3)}
+        )
     return save_model_file(path, model, card)
 
 
