@@ -38,6 +38,14 @@ class FilmTooSmallError(ImageReadError):
     """The image decodes but is too small to be a chest film (under MIN_SIDE px a side)."""
 
 
+class DecodeTimeoutError(CorruptImageError):
+    """Decoding took longer than the decode pool's time limit (the worker was replaced)."""
+
+
+class DecoderCrashError(CorruptImageError):
+    """The decoder process died on the file (segfault, abort); the worker was replaced."""
+
+
 class DicomError(ImageReadError):
     """A DICOM file that is valid but not a single-frame projection radiograph."""
 

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from cxrkit import __version__
+from cxrkit.io.pool import DecodePool
 from cxrkit.serve.engine import FilmPredictor
 from cxrkit.serve.limits import (
     ApiError,
@@ -69,10 +70,21 @@ def create_app(
     """Build the app serving `model_path` (model file, run directory or `.onnx` file).
 
     Everything the server writes (an ONNX export, spooled uploads) stays in temporary
-    storage; the model is loaded once here, before the first request.
+    storage; the model is loaded once here, before the first request. Uploads are decoded
+    in a `DecodePool` of `settings.decode_workers` processes (started on first use).
     """
     settings = settings or ServeSettings()
     workdir = tempfile.TemporaryDirectory(prefix="cxrkit-serve-")
+    decode_pool = (
+        DecodePool(
+            settings.decode_workers,
+            memory_mb=settings.decode_memory_mb,
+            timeout_s=settings.decode_timeout_s,
+            max_pixels=settings.max_pixels,
+        )
+        if settings.decode_workers > 0
+        else None
+    )
     predictor = FilmPredictor(
         model_path,
         runtime=runtime,
@@ -80,6 +92,7 @@ def create_app(
         max_pixels=settings.max_pixels,
         preview_size=settings.preview_size,
         threads=threads,
+        decode_pool=decode_pool,
     )
     gate = Gate(settings)
     started = time.time()
@@ -88,6 +101,8 @@ def create_app(
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
         yield
         gate.pool.shutdown(wait=False, cancel_futures=True)
+        if decode_pool is not None:
+            decode_pool.close()
         workdir.cleanup()
 
     app = FastAPI(

@@ -13,15 +13,19 @@ import torch
 from cxrkit.data.crop import apply_crop
 from cxrkit.errors import (
     CorruptImageError,
+    DecoderCrashError,
+    DecodeTimeoutError,
     DecompressionBombError,
     DicomError,
     EmptyFileError,
+    FilmTooSmallError,
     ImageReadError,
     ModelFileError,
     UnsupportedFormatError,
 )
 from cxrkit.infer.predict import label_row
 from cxrkit.io import read_image_bytes, resize_film
+from cxrkit.io.pool import DecodePool
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs
 from cxrkit.serve.extras import Extras
@@ -36,6 +40,9 @@ _READ_ERRORS: tuple[tuple[type[ImageReadError], int, str], ...] = (
     (UnsupportedFormatError, 415, "unsupported_format"),
     (DecompressionBombError, 413, "too_many_pixels"),
     (DicomError, 422, "unsupported_dicom"),
+    (FilmTooSmallError, 422, "film_too_small"),
+    (DecodeTimeoutError, 422, "decode_timeout"),
+    (DecoderCrashError, 422, "decoder_crashed"),
     (CorruptImageError, 422, "corrupt_image"),
     (ImageReadError, 422, "unreadable_image"),
 )
@@ -46,7 +53,8 @@ class FilmPredictor:
 
     `model_path` is a model file, a run directory or an exported `.onnx` file (ONNX only:
     no CAM). `runtime='onnx'` computes probabilities on onnxruntime, exporting a model
-    file into `workdir` (a temporary directory) first.
+    file into `workdir` (a temporary directory) first. With `decode_pool`, uploads are
+    decoded in its worker processes (memory and time limits); without, in this process.
     """
 
     def __init__(
@@ -58,10 +66,12 @@ class FilmPredictor:
         max_pixels: int = 50_000_000,
         preview_size: int = 512,
         threads: int | None = None,
+        decode_pool: DecodePool | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.max_pixels, self.preview_size = max_pixels, preview_size
+        self.decode_pool = decode_pool
         self.torch_model: torch.nn.Module | None = None
         self.onnx_model: Any = None
         path = Path(model_path)
@@ -112,6 +122,8 @@ class FilmPredictor:
     def decode(self, data: bytes, name: str) -> tuple[np.ndarray, Any]:
         """Decode an upload (format sniffed from content) or raise ApiError with a clear 4xx."""
         try:
+            if self.decode_pool is not None:
+                return self.decode_pool.decode(data, name, max_pixels=self.max_pixels)
             return read_image_bytes(data, name, max_pixels=self.max_pixels)
         except ImageReadError as exc:
             for cls, status, code in _READ_ERRORS:
@@ -132,6 +144,8 @@ class FilmPredictor:
         )
         probs = self.probabilities(film[None, None])[0]
         row = label_row(probs, self.classes, self.card["task"], self.card.get("thresholds") or [])
+        if "error" in row:  # never a label without finite probabilities
+            raise ApiError(422, "no_prediction", f"{name}: {row['error']}")
         screening = self.extras.screen(image)
         unavailable = dict(screening.unavailable)
         out: dict[str, Any] = {

@@ -25,7 +25,10 @@ class ServeSettings:
     `timeout_s`: a prediction (queueing included) that takes longer gets 504;
     `max_concurrent`: predictions computed at once (1 keeps all cores on one film);
     `max_queue`: predictions waiting or running before new ones get 503;
-    `token`: bearer token required on /v1/* when set (default: $CXR_API_TOKEN).
+    `token`: bearer token required on /v1/* when set (default: $CXR_API_TOKEN);
+    `decode_workers`: processes decoding uploads (`cxrkit.io.pool.DecodePool`; 0 decodes
+    in the server process, for debugging only); `decode_memory_mb`: each worker's memory
+    cap (RLIMIT_AS) above its start size; `decode_timeout_s`: one decode's time limit.
     """
 
     max_upload_bytes: int = 50 * MB
@@ -36,6 +39,9 @@ class ServeSettings:
     max_queue: int = 64
     preview_size: int = 512
     token: str | None = field(default_factory=_token_from_env)
+    decode_workers: int = 2
+    decode_memory_mb: int = 2048
+    decode_timeout_s: float = 20.0
 
     @property
     def max_body_bytes(self) -> int:
