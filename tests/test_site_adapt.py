@@ -177,3 +177,26 @@ def test_training_prior_rules() -> None:
     assert prior.tolist() == [0.25, 0.75] and "counts" in note
     prior, note = training_prior(names)
     assert prior.tolist() == [0.5, 0.5] and "no training class prior" in note
+
+
+def test_relative_adabn_with_the_site_as_reference_keeps_the_first_layer(
+    adapted: dict, tmp_path: Path
+) -> None:
+    """Reference films = site films: the first BN (whose input no BN shapes) keeps its stats."""
+    out = tmp_path / "rel.safetensors"
+    code, _, err = run_cxr(
+        "adapt", adapted["src"], "--data", adapted["site"], "--out", out,
+        "--reference", adapted["site"], "--no-prior", "--batch-size", "20",
+    )  # fmt: skip
+    assert code == 0, err
+    before, after = tensors(adapted["src"]), tensors(out)
+    changed = {k for k in before if not before[k].equal(after[k])}
+    assert all(_is_bn_buffer(k) for k in changed), changed
+    model, _ = load_model_file(adapted["src"])
+    first = next(iter(batchnorm_layers(model)))
+    for buf in ("running_mean", "running_var"):
+        key = f"{first}.{buf}"
+        torch.testing.assert_close(after[key], before[key], atol=1e-4, rtol=1e-3)
+    rec = read_card(out)["adaptation"]
+    assert rec["bn_mode"] == "relative" and rec["reference"]["n_films"] == 100
+    assert rec["reference"]["set"] == "kermany_site"

@@ -81,6 +81,11 @@ def adapt_cmd(
     ],
     out: Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")],
     no_bn: Annotated[bool, typer.Option("--no-bn", help="keep the BatchNorm statistics")] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="training-domain films (labels ignored): relative AdaBN"),
+    ] = None,
+    max_reference: Annotated[int, typer.Option(help="reference films used at most")] = 300,
     no_prior: Annotated[
         bool, typer.Option("--no-prior", help="no class-prior re-estimate")
     ] = False,
@@ -100,16 +105,20 @@ def adapt_cmd(
         out,
         bn=not no_bn,
         prior=not no_prior,
+        reference=reference,
+        max_reference=max_reference,
         batch_size=batch_size,
         num_workers=num_workers,
     )
+    rec = report["adaptation"]
+    for w in rec["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return
-    rec = report["adaptation"]
     console.print(
-        f"site {rec['set']}: {rec['n_films']} films; BatchNorm statistics "
-        f"{'re-estimated' if rec['bn'] else 'kept'}",
+        f"site {rec['set']}: {rec['n_films']} films; BatchNorm statistics"
+        + (f" re-estimated ({rec['bn_mode']})" if rec["bn"] else " kept"),
         highlight=False,
     )
     prior = rec.get("prior")
