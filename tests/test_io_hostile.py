@@ -166,3 +166,13 @@ def test_contract_shape_dtype_size_and_pixel_limit() -> None:
 
 def test_every_contract_error_is_an_image_read_error() -> None:
     assert issubclass(FilmTooSmallError, ImageReadError)
+
+
+def test_header_values_in_reasons_are_one_printable_line() -> None:
+    """Fuzz finding: a damaged Modality value put raw control bytes into the message."""
+    data = _dicom_bytes(Modality="C\nT\x05\x90" + "X" * 500)
+    with pytest.raises(ImageReadError) as info:
+        read_image_bytes(data, "m.dcm")
+    reason = info.value.reason
+    assert reason.isprintable() and "\n" not in reason and len(reason) < 200
+    assert "\\x05" in reason

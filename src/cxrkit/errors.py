@@ -9,13 +9,27 @@ class CxrkitError(Exception):
     """Base class of every error cxrkit raises on purpose (the CLI prints these in one line)."""
 
 
+_MAX_REASON = 400
+
+
+def one_line(text: str, limit: int = _MAX_REASON) -> str:
+    """`text` as one printable line: whitespace runs collapsed, control characters escaped
+    (a hostile file's header values end up in reasons), cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    clean = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in flat)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
 class ImageReadError(CxrkitError):
-    """A file could not be read as a chest film; names the file and the reason."""
+    """A file could not be read as a chest film; names the file and the reason.
+
+    The reason is always one printable line (see `one_line`).
+    """
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{self.path}: {self.reason}")
 
 
 class EmptyFileError(ImageReadError):

@@ -47,7 +47,7 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, Ima
     check_pixel_count(name, rows, columns, max_pixels)
     photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
     if photometric not in _MONOCHROME and photometric not in _COLOUR:
-        raise DicomError(name, f"unsupported Photometric Interpretation {photometric!r}")
+        raise DicomError(name, f"unsupported Photometric Interpretation {photometric[:32]!r}")
 
     stored = _pixels(ds, name)
     if stored.ndim != (2 if photometric in _MONOCHROME else 3):
@@ -88,7 +88,7 @@ def _check_is_film(ds: Dataset, data: bytes, name: str) -> str | None:
     if modality is not None and modality not in ACCEPTED_MODALITIES:
         raise DicomError(
             name,
-            f"Modality is {modality}, not a projection radiograph "
+            f"Modality is {modality[:32]}, not a projection radiograph "
             f"(accepted: {', '.join(sorted(ACCEPTED_MODALITIES))} or no Modality)",
         )
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
@@ -97,7 +97,8 @@ def _check_is_film(ds: Dataset, data: bytes, name: str) -> str | None:
                 name, "truncated DICOM file: the pixel data element (7FE0,0010) is incomplete"
             )
         sop_class = ds.get("SOPClassUID")
-        kind = f" (SOP class: {getattr(sop_class, 'name', sop_class)})" if sop_class else ""
+        sop_name = str(getattr(sop_class, "name", sop_class))[:80]
+        kind = f" (SOP class: {sop_name})" if sop_class else ""
         raise DicomError(name, f"DICOM has no pixel data{kind}")
     frames = _int_or(ds.get("NumberOfFrames"), 1)
     if frames > 1:
