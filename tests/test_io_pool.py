@@ -105,3 +105,10 @@ def test_closed_pool_refuses_work() -> None:
     assert all(p.poll() is not None for p in procs)
     with pytest.raises(RuntimeError, match="closed"):
         pool.decode(PNG, "a.png")
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_deadlock() -> None:
+    with DecodePool(1, timeout_s=2.0, worker_argv=["/nonexistent/python"]) as pool:
+        for _ in range(2):  # the slot stays usable: the second call does not block
+            with pytest.raises(DecoderCrashError, match="could be started"):
+                pool.decode(PNG, "a.png")

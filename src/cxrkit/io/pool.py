@@ -57,6 +57,7 @@ _ERRORS: dict[str, type[ImageReadError]] = {
     )
 }
 _START_TIMEOUT_S = 60.0
+_CLOSED = object()  # queued when the pool closes: wakes and refuses waiting decodes
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -209,7 +210,8 @@ class DecodePool:
         self.max_pixels = max_pixels
         self.worker_argv = list(worker_argv or [sys.executable, "-m", "cxrkit.io.decode_worker"])
         self.stats = PoolStats()
-        self._idle: queue.Queue[ProcessWorker | None] = queue.Queue()
+        # Idle slots: a worker, None (an empty slot: spawn on use) or _CLOSED.
+        self._idle: queue.Queue[Any] = queue.Queue()
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
@@ -230,7 +232,7 @@ class DecodePool:
             if self._started:
                 return
             for _ in range(self.size):
-                self._idle.put(self._spawn())
+                self._idle.put(self._try_spawn())
             self._started = True
 
     def _spawn(self) -> ProcessWorker:
@@ -241,11 +243,19 @@ class DecodePool:
         self._all.add(worker)
         return worker
 
-    def _replace(self, worker: ProcessWorker) -> tuple[ProcessWorker, int | None]:
+    def _try_spawn(self) -> ProcessWorker | None:
+        """A new worker, or None (an empty slot, retried on next use) if it cannot start."""
+        try:
+            return self._spawn()
+        except OSError as exc:
+            log.error("cannot start a decode worker: %s", exc)
+            return None
+
+    def _replace(self, worker: ProcessWorker) -> tuple[ProcessWorker | None, int | None]:
         code = worker.kill()
         self._all.discard(worker)
         self.stats.add(restarts=1)
-        return self._spawn(), code
+        return self._try_spawn(), code
 
     def decode(
         self, data: bytes, name: str = "<upload>", *, max_pixels: int | None = None
@@ -261,8 +271,8 @@ class DecodePool:
         limit = self.max_pixels if max_pixels is None else max_pixels
         self.start()
         worker = self._idle.get()
-        if worker is None:  # closed while waiting
-            self._idle.put(None)
+        if worker is _CLOSED:  # closed while waiting
+            self._idle.put(_CLOSED)
             raise RuntimeError("the DecodePool is closed")
         slot = [worker]  # _run swaps in a new worker when it has to kill this one
         try:
@@ -270,13 +280,21 @@ class DecodePool:
         finally:
             self.stats.add(decodes=1)
             if self._closed:
-                slot[0].close()
+                if slot[0] is not None:
+                    slot[0].close()
             else:
                 self._idle.put(slot[0])
 
     def _run(
-        self, slot: list[ProcessWorker], data: bytes, name: str, max_pixels: int
+        self, slot: list[ProcessWorker | None], data: bytes, name: str, max_pixels: int
     ) -> tuple[np.ndarray, ImageMeta]:
+        if slot[0] is None:
+            try:
+                slot[0] = self._spawn()
+            except OSError as exc:
+                raise DecoderCrashError(
+                    name, f"no decoder process could be started ({exc})"
+                ) from exc
         worker = slot[0]
         try:
             worker.wait_ready()
@@ -333,7 +351,7 @@ class DecodePool:
         """Stop every worker; decodes in flight finish, later ones raise RuntimeError."""
         with self._lock:
             self._closed = True
-        self._idle.put(None)
+        self._idle.put(_CLOSED)
         _close_workers(self._all)
 
 
