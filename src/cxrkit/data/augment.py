@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from cxrkit.data.scanner_augment import scanner_steps
 from cxrkit.errors import CxrkitError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -27,8 +28,16 @@ def build_augmentation(
     translate: float = 0.05,
     brightness: float = 0.1,
     contrast: float = 0.1,
+    gamma: float = 0.0,
+    equalize: float = 0.0,
+    blur: float = 0.0,
+    resample: float = 0.0,
+    noise: float = 0.0,
+    jpeg: int = 0,
 ) -> Transform:
-    """A random transform for (1, S, S) float films: flip, affine, brightness/contrast, clip.
+    """A random transform for (1, S, S) float films: flip, affine, brightness/contrast,
+    scanner differences (gamma, equalize, resample, blur, noise, jpeg; see
+    `cxrkit.data.scanner_augment.scanner_steps`), clip.
 
     Zero (or None/False) turns a part off. Areas moved in from outside the film are
     filled with 0 (black, like air). The output is always clipped to [0, 1]. Note that
@@ -54,15 +63,31 @@ def build_augmentation(
     if brightness or contrast:
         steps.append(v2.ColorJitter(brightness=brightness or None, contrast=contrast or None))
     steps.append(ClampUnit())
+    scanner = scanner_steps(gamma, equalize, blur, resample, noise, jpeg)
+    if scanner:
+        steps += [*scanner, ClampUnit()]
     return v2.Compose(steps)
 
 
-_KEYS = ("hflip", "rotate_deg", "scale", "translate", "brightness", "contrast")
+_KEYS = (
+    "hflip",
+    "rotate_deg",
+    "scale",
+    "translate",
+    "brightness",
+    "contrast",
+    "gamma",
+    "equalize",
+    "blur",
+    "resample",
+    "noise",
+    "jpeg",
+)
 
 
 def build_augmentation_from_dict(config: Mapping[str, Any] | None) -> Transform | None:
     """Build from a config section: None -> defaults, {'enabled': False} -> None (no
-    augmentation), otherwise any of hflip, rotate_deg, scale, translate, brightness, contrast."""
+    augmentation), otherwise any of the keys in `_KEYS` (see `build_augmentation`)."""
     if config is None:
         return build_augmentation()
     if not isinstance(config, Mapping):
