@@ -1,0 +1,172 @@
+"""Seeded fuzzing (issue 11): mutated PNG, JPEG and DICOM films through the reader, the
+dataset loader, `cxr predict` and `POST /v1/predict`. No crash, no hang, no bad film, no
+label without finite probabilities, no 5xx. benchmarks/fuzz.py runs the same engine at
+>= 10,000 cases."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cxrkit.data.dataset import CXRDataset
+from cxrkit.data.table import LabelTable, Record
+from fuzz_runner import run_cases
+from fuzzing import Case, Seed, make_case, quiet_pydicom, sample_seeds, synthetic_seeds
+
+MASTER_SEED = 11
+CXR = Path(sys.executable).with_name("cxr")
+
+
+@pytest.fixture(scope="module")
+def seeds(samples_dir: Path) -> list[Seed]:
+    quiet_pydicom()
+    return synthetic_seeds() + sample_seeds(samples_dir)
+
+
+def _cases(seeds: list[Seed], start: int, n: int) -> list[Case]:
+    return [make_case(seeds, i, MASTER_SEED) for i in range(start, start + n)]
+
+
+@pytest.fixture(scope="module")
+def case_files(seeds: list[Seed], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """80 fuzz cases written as files (for the loader, `cxr predict` and the server)."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    paths = []
+    for case in _cases(seeds, 10_000, 80):
+        path = folder / case.name
+        path.write_bytes(case.data)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from serve_helpers import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("fuzz-model") / "model.safetensors")
+
+
+def test_seeds_cover_every_kind_of_film(seeds: list[Seed]) -> None:
+    names = {s.name for s in seeds}
+    assert {"png8", "png16", "jpeg", "dcm_native8", "dcm_native16", "dcm_mono1_window"} <= names
+    assert {"dcm_rle8", "dcm_rle16", "dcm_j2k", "dcm_jpeg_baseline"} <= names
+    assert {s.kind for s in seeds if s.name.startswith("real_")} == {"png", "jpeg", "dicom"}
+
+
+def test_cases_are_reproducible(seeds: list[Seed]) -> None:
+    assert make_case(seeds, 5, MASTER_SEED) == make_case(seeds, 5, MASTER_SEED)
+    assert make_case(seeds, 5, MASTER_SEED).data != make_case(seeds, 6, MASTER_SEED).data
+
+
+def test_read_image_survives_400_mutated_films(seeds: list[Seed]) -> None:
+    tally = run_cases(_cases(seeds, 0, 400), workers=2, timeout_s=20.0).as_dict()
+    assert tally["cases"] == 400
+    assert (tally["crash"], tally["hang"], tally["bad_film"]) == (0, 0, 0), tally["examples"]
+    assert tally["ok"] > 40 and tally["clean_error"] > 40  # the mutations reach both sides
+
+
+def _assert_film_tensor(image: torch.Tensor) -> None:
+    assert image.dtype == torch.float32 and torch.isfinite(image).all()
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+
+
+def test_dataset_loader_skips_or_gives_good_films(case_files: list[Path]) -> None:
+    records = [Record(path, ("normal",), f"p{i}") for i, path in enumerate(case_files)]
+    table = LabelTable(case_files[0].parent, records, ["normal", "pneumonia"], "binary", "label")
+    dataset = CXRDataset(table, size=64)
+    items = [dataset[i] for i in range(len(dataset))]
+    good = [item for item in items if item is not None]
+    for item in good:
+        _assert_film_tensor(item["image"])
+    assert len(good) + len(dataset.bad_files) == len(case_files)
+    assert all("\n" not in reason for _path, reason in dataset.bad_files)
+
+
+def _finite_row(row: dict) -> bool:
+    probs = row.get("probabilities")
+    return (
+        row.get("label") is not None
+        and isinstance(probs, dict)
+        and all(isinstance(v, float) and math.isfinite(v) and 0 <= v <= 1 for v in probs.values())
+    )
+
+
+def test_cxr_predict_gives_an_error_or_a_finite_row(
+    case_files: list[Path], model_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "preds.json"
+    run = subprocess.run(
+        [str(CXR), "predict", str(model_file), *map(str, case_files), "--out", str(out)]
+        + ["--num-workers", "2", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "panicked" not in run.stderr, run.stderr
+    rows = json.loads(out.read_text())
+    assert len(rows) == len(case_files)
+    for row in rows:
+        assert ("error" in row) != _finite_row(row), row
+        if "error" in row:
+            assert row.get("label") is None and "\n" not in row["error"]
+
+
+@pytest.fixture(scope="module")
+def client(model_file: Path) -> Iterator[object]:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from cxrkit.serve import ServeSettings, create_app
+
+    settings = ServeSettings(token=None, decode_workers=2, decode_timeout_s=20.0)
+    with TestClient(create_app(model_file, settings=settings)) as c:
+        yield c
+
+
+def test_server_answers_4xx_or_a_finite_prediction(client: object, case_files: list[Path]) -> None:
+    statuses = []
+    for path in case_files:
+        response = client.post(  # type: ignore[attr-defined]
+            "/v1/predict",
+            files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+        )
+        statuses.append(response.status_code)
+        assert response.status_code < 500, response.text
+        body = response.json()
+        if response.status_code == 200:
+            assert _finite_row(body), body
+        else:
+            assert "label" not in body and body["detail"].startswith(path.name)
+    assert 200 in statuses and any(400 <= s < 500 for s in statuses)
+    pool = client.app.state.predictor.decode_pool  # type: ignore[attr-defined]
+    assert pool.stats.as_dict()["decodes"] > 0  # the uploads went through the worker pool
+
+
+def test_fuzz_film_arrays_are_contract_films(seeds: list[Seed]) -> None:
+    """The in-process path too (no worker): every ok film is a contract film."""
+    from fuzzing import classify_read
+
+    outcomes = [classify_read(c.data, c.name)["outcome"] for c in _cases(seeds, 20_000, 60)]
+    assert set(outcomes) <= {"ok", "clean_error"}, outcomes
+    assert np.isin(["ok", "clean_error"], outcomes).all()
+
+
+def test_tally_counts_every_outcome_with_examples() -> None:
+    from fuzzing import Tally
+
+    tally = Tally()
+    tally.add(Case(0, "s", "png", "m", b"x"), "hang", "no answer")
+    tally.add(Case(1, "s", "png", "m", b"x"), "ok", "")
+    summary = tally.as_dict()
+    assert (summary["cases"], summary["hang"], summary["ok"], summary["crash"]) == (2, 1, 1, 0)
+    assert summary["examples"]["hang"][0].startswith("case 0 (s; m)")
