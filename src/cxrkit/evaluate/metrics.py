@@ -16,6 +16,7 @@ from sklearn.metrics import (
 
 from cxrkit.evaluate.auc import binary_auc, bootstrap_aucs, percentile_ci
 from cxrkit.evaluate.calibration import calibration
+from cxrkit.evaluate.proportions import wilson_interval
 from cxrkit.evaluate.thresholds import DEFAULT_THRESHOLD
 from cxrkit.evaluate.validation import EvaluationError, check_inputs, one_hot
 
@@ -203,7 +204,14 @@ def compute_metrics(
             specificity=_ratio(tn, tn + fp),
             ppv=_ratio(tp, tp + fp),
             npv=_ratio(tn, tn + fn),
+            accuracy_ci=wilson_interval(int(tn + tp), n, ci),
+            sensitivity_ci=wilson_interval(int(tp), int(tp + fn), ci),
+            specificity_ci=wilson_interval(int(tn), int(tn + fp), ci),
+            predicted_positive_rate=float(tp + fp) / n,
+            prevalence=float(tp + fn) / n,
         )
+    else:
+        out["accuracy_ci"] = wilson_interval(int(round(out["accuracy"] * n)), n, ci)
 
     if task == "binary" and y.min() == y.max():
         warns.append(f"only one class ({names[int(y[0])]!r}) present in y_true; AUC is undefined")

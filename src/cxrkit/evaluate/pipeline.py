@@ -36,10 +36,12 @@ def evaluate_predictions(
     *,
     seed: int = 0,
     history: Sequence[Mapping[str, Any]] | None = None,
+    comparison: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute metrics and write ``metrics.json``, ``confusion_matrix.png``, ``roc.png``,
     ``pr.png``, ``reliability.png`` (plus ``training_curves.png`` when ``history`` is given)
-    and ``report.html`` into ``out_dir``. Returns the metrics dict."""
+    and ``report.html`` into ``out_dir``. Returns the metrics dict. ``comparison`` rows
+    (`cxrkit.evaluate.transfer.comparison_rows`) appear as "Internal vs external"."""
     from cxrkit.evaluate import plots as P  # matplotlib is imported only here
 
     out = Path(out_dir)
@@ -61,5 +63,5 @@ def evaluate_predictions(
     }
     if history:
         figures["training_curves"] = P.plot_training_curves(history, out / FILES["training_curves"])
-    write_report(out, metrics, figures, title=title, model_card=model_card)
+    write_report(out, metrics, figures, title=title, model_card=model_card, comparison=comparison)
     return metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ def _headline(m: Mapping[str, Any]) -> str:
         rows.append(["Exact-match accuracy", _fmt(m.get("accuracy"))])
         rows.append(["Hamming accuracy", _fmt(m.get("hamming_accuracy"))])
     else:
-        rows.append(["Accuracy", _fmt(m.get("accuracy"))])
+        rows.append(["Accuracy", _fmt_ci(m.get("accuracy"), m.get("accuracy_ci"))])
     rows.append(["Balanced accuracy", _fmt(m.get("balanced_accuracy"))])
     rows.append(["F1 (macro)", _fmt(m.get("f1_macro"))])
     rows.append([f"{auc_name} ({level}% CI)", _fmt_ci(m.get("auc"), m.get("auc_ci"))])
@@ -99,9 +99,38 @@ def _headline(m: Mapping[str, Any]) -> str:
             ("ppv", "PPV (precision)"),
             ("npv", "NPV"),
         ):
-            rows.append([label, _fmt(m.get(key))])
+            rows.append([label, _fmt_ci(m.get(key), m.get(f"{key}_ci"))])
+        rows.append(["Predicted positive rate", _fmt(m.get("predicted_positive_rate"))])
+        rows.append(["True positive rate (prevalence)", _fmt(m.get("prevalence"))])
     rows.append(["Expected calibration error (15 bins)", _fmt(m.get("ece"))])
     return _table(["Metric", "Value"], rows)
+
+
+def _comparison(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Internal vs external sets side by side (rows of `evaluate.transfer.comparison_rows`)."""
+    binary = any("sensitivity" in r for r in rows)
+    header = ["Set", "Films", "AUC (95% CI)", "Accuracy (95% CI)"]
+    if binary:
+        header += ["Sensitivity", "Specificity", "Predicted positive", "True positive rate"]
+    header.append("ECE")
+    body = []
+    for r in rows:
+        row = [
+            escape(str(r.get("set", ""))),
+            _fmt(r.get("n")),
+            _fmt_ci(r.get("auc"), r.get("auc_ci")),
+            _fmt_ci(r.get("accuracy"), r.get("accuracy_ci")),
+        ]
+        if binary:
+            row += [
+                _fmt_ci(r.get("sensitivity"), r.get("sensitivity_ci")),
+                _fmt_ci(r.get("specificity"), r.get("specificity_ci")),
+                _fmt(r.get("predicted_positive_rate")),
+                _fmt(r.get("prevalence")),
+            ]
+        row.append(_fmt(r.get("ece")))
+        body.append(row)
+    return _table(header, body)
 
 
 def _per_class(m: Mapping[str, Any]) -> str:
@@ -205,8 +234,13 @@ def render_report(
     plots: Mapping[str, str | Path] | None = None,
     title: str = "cxrkit evaluation",
     model_card: Mapping[str, Any] | None = None,
+    comparison: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The report as one HTML string (no scripts, no external resources)."""
+    """The report as one HTML string (no scripts, no external resources).
+
+    `comparison`: headline rows of other sets (internal test split, external sites) shown
+    side by side under "Internal vs external".
+    """
     names = ", ".join(str(c) for c in metrics.get("class_names") or [])
     boot = metrics.get("bootstrap") or {}
     parts = [
@@ -222,6 +256,8 @@ def render_report(
     if warns:
         items = "".join(f"<li>{escape(str(w))}</li>" for w in warns)
         parts.append(f'<div class="warn"><strong>Warnings</strong><ul>{items}</ul></div>')
+    if comparison:
+        parts += ["<h2>Internal vs external</h2>", _comparison(comparison)]
     parts += ["<h2>Headline metrics</h2>", _headline(metrics)]
     if boot.get("n_resamples"):
         parts.append(
@@ -248,10 +284,12 @@ def write_report(
     plots: Mapping[str, str | Path] | None = None,
     title: str = "cxrkit evaluation",
     model_card: Mapping[str, Any] | None = None,
+    comparison: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (figures embedded as base64 data URIs); return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"
-    path.write_text(render_report(metrics, plots, title, model_card), encoding="utf-8")
+    html = render_report(metrics, plots, title, model_card, comparison)
+    path.write_text(html, encoding="utf-8")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ def evaluate_model(
     n_bootstrap: int = 1000,
     cache_dir: str | Path | None = None,
     device: str = "auto",
+    external: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """Predict `data` with the model's own preprocessing and thresholds; write the report."""
+    """Predict `data` with the model's own preprocessing and thresholds; write the report.
+
+    The report puts the result beside the internal test figures kept in the model card;
+    each `external` set is scored too (into `out_dir/external/NAME/`) and shown alongside.
+    """
     if split_file is not None and not split:
         raise CxrkitError("--split-file needs --split (train, val or test)")
     if split and split_file is None:
@@ -86,6 +92,23 @@ def evaluate_model(
     )
     metrics["skipped_rows"] = len(table.skipped)
     metrics["unreadable_films"] = len(indices) - len(got)
+    internal = (card.get("metrics") or {}).get("test")
+    if internal or external:
+        from cxrkit.infer.external import score_external, set_name
+
+        score_external(
+            model_path,
+            (set_name(data) + (f" ({split})" if split else ""), metrics),
+            external,
+            out_dir,
+            title=title,
+            reference=("internal test split (model card)", internal) if internal else None,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            n_bootstrap=n_bootstrap,
+            cache_dir=cache_dir,
+            device=device,
+        )
     return metrics
 
 
