@@ -27,8 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fuzz engine lives with the tests that use it
 
+from fuzz_outcomes import OUTCOMES  # noqa: E402
 from fuzz_runner import run_cases  # noqa: E402
-from fuzzing import OUTCOMES, make_case, quiet_pydicom, sample_seeds, synthetic_seeds  # noqa: E402
+from fuzzing import make_case, quiet_pydicom, sample_seeds, synthetic_seeds  # noqa: E402
 
 SHARED = Path(os.environ.get("CXR_SHARED", REPO.parent / "shared"))
 

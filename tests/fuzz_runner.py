@@ -19,7 +19,8 @@ if str(HERE) not in sys.path:
 
 from cxrkit.io.frames import FrameEOF, FrameTimeout  # noqa: E402
 from cxrkit.io.pool import ProcessWorker, exit_reason, worker_env  # noqa: E402
-from fuzzing import Case, Tally  # noqa: E402
+from fuzz_outcomes import Tally  # noqa: E402
+from fuzzing import Case  # noqa: E402
 
 Progress = Callable[[int], None]
 
@@ -85,7 +86,8 @@ def _worker_main(memory_mb: int) -> int:
 
     from cxrkit.io.decode_worker import apply_limits
     from cxrkit.io.frames import read_frame, read_json, write_json
-    from fuzzing import classify_read, quiet_pydicom
+    from fuzz_outcomes import classify_read
+    from fuzzing import quiet_pydicom
 
     out = os.dup(1)
     os.dup2(2, 1)

@@ -1,15 +1,11 @@
-"""Fuzz engine for films: seeds, structure-aware and byte-level mutations, outcome classes.
+"""Fuzz engine for films: structure-aware and byte-level mutations of seed films.
 
-Used by tests/test_fuzz.py (a few hundred cases in CI) and benchmarks/fuzz.py (>= 10,000).
+Used by tests/test_fuzz.py (a few hundred cases in CI) and benchmarks/fuzz.py (>= 10,000);
+seeds come from `fuzz_seeds`, outcome classes and the tally from `fuzz_outcomes`.
 Everything is seeded: case `i` of master seed `s` is always the same bytes, so a failure
 is reproduced with `make_case(seeds, i, s)`. A seeded numpy RNG is used rather than
 hypothesis: cases must be generated in one process and decoded in killable workers, and
 shrinking matters less than a reproducible tally.
-
-Outcome classes (`OUTCOMES`): `ok` (a film that keeps the contract), `clean_error` (an
-ImageReadError with a one-line message naming the file), `crash` (any other exception,
-or a worker that died), `hang` (no answer before the per-case timeout) and `bad_film`
-(returned, but not 2-D finite float32 in [0, 1] of at least 16 px a side).
 """
 
 from __future__ import annotations
@@ -17,15 +13,12 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pydicom
-from PIL import Image
 from pydicom.uid import (
     JPEG2000,
     ExplicitVRLittleEndian,
@@ -36,22 +29,19 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from bad_files import noisy_film
-from dicom_factory import compress, encapsulate_jpeg_baseline, make_dataset
+from fuzz_seeds import Seed, sample_seeds, synthetic_seeds
 
-OUTCOMES = ("ok", "clean_error", "crash", "hang", "bad_film")
-MIN_SIDE = 16
+__all__ = [
+    "Case",
+    "Seed",
+    "make_case",
+    "mutate",
+    "quiet_pydicom",
+    "sample_seeds",
+    "synthetic_seeds",
+]
 
 Rng = np.random.Generator
-
-
-@dataclass(frozen=True)
-class Seed:
-    """A valid film to mutate: its name, kind ('png' | 'jpeg' | 'dicom') and bytes."""
-
-    name: str
-    kind: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -69,92 +59,6 @@ class Case:
         """A file name for the case (its extension follows the seed's kind)."""
         ext = {"png": "png", "jpeg": "jpg", "dicom": "dcm"}[self.kind]
         return f"case{self.index:05d}_{self.seed}.{ext}"
-
-
-# --- seeds ------------------------------------------------------------------------------
-
-
-def _dicom_bytes(ds: pydicom.Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _jpeg(pixels: np.ndarray, **kw: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", **kw)
-    return buffer.getvalue()
-
-
-def synthetic_seeds(size: int = 48) -> list[Seed]:
-    """Small films written here: PNG 8/16-bit, JPEG, and DICOMs in every supported flavour."""
-    grey = noisy_film(size)
-    wide = grey.astype(np.uint16) * 16  # 12 bits stored in 16
-    seeds = [
-        Seed("png8", "png", _png(grey)),
-        Seed("png16", "png", _png(wide * 16)),
-        Seed("png_rgb", "png", _png(np.stack([grey] * 3, axis=-1))),
-        Seed("jpeg", "jpeg", _jpeg(grey, quality=90)),
-        Seed("jpeg_progressive", "jpeg", _jpeg(grey, progressive=True)),
-        Seed("dcm_native8", "dicom", _dicom_bytes(make_dataset(grey))),
-        Seed("dcm_native16", "dicom", _dicom_bytes(make_dataset(wide, bits_stored=12))),
-        Seed(
-            "dcm_mono1_window",
-            "dicom",
-            _dicom_bytes(
-                make_dataset(wide, bits_stored=12, photometric="MONOCHROME1", window=(2000, 3000))
-            ),
-        ),
-        Seed(
-            "dcm_rescale_sigmoid",
-            "dicom",
-            _dicom_bytes(
-                make_dataset(
-                    wide,
-                    bits_stored=12,
-                    rescale=(2.0, -1024.0),
-                    window=(0, 4000),
-                    voi_function="SIGMOID",
-                )
-            ),
-        ),
-        Seed(
-            "dcm_voi_lut",
-            "dicom",
-            _dicom_bytes(make_dataset(grey, voi_lut=np.arange(256, dtype=np.uint16)[::-1])),
-        ),
-        Seed("dcm_rle8", "dicom", _dicom_bytes(compress(make_dataset(grey), RLELossless))),
-        Seed(
-            "dcm_rle16",
-            "dicom",
-            _dicom_bytes(compress(make_dataset(wide, bits_stored=12), RLELossless)),
-        ),
-        Seed("dcm_j2k", "dicom", _dicom_bytes(compress(make_dataset(grey), JPEG2000Lossless))),
-        Seed(
-            "dcm_jpeg_baseline",
-            "dicom",
-            _dicom_bytes(encapsulate_jpeg_baseline(make_dataset(grey), grey)),
-        ),
-    ]
-    return seeds
-
-
-def sample_seeds(samples_dir: Path | None) -> list[Seed]:
-    """The real files of shared/data/samples (NIH PNGs, PadChest/COVID JPEGs, SIIM DICOMs)."""
-    if samples_dir is None or not samples_dir.is_dir():
-        return []
-    kinds = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".dcm": "dicom"}
-    return [
-        Seed(f"real_{path.stem[:24]}", kinds[path.suffix.lower()], path.read_bytes())
-        for path in sorted(samples_dir.iterdir())
-        if path.suffix.lower() in kinds
-    ]
 
 
 # --- byte-level mutations -------------------------------------------------------------
@@ -552,77 +456,3 @@ def quiet_pydicom() -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.simplefilter("ignore")
-
-
-# --- outcomes ---------------------------------------------------------------------------
-
-
-def film_problem(image: Any) -> str | None:
-    """Why `image` breaks the film contract, or None when it keeps it."""
-    if not isinstance(image, np.ndarray) or image.ndim != 2:
-        return f"shape {getattr(image, 'shape', type(image).__name__)}"
-    if image.dtype != np.float32:
-        return f"dtype {image.dtype}"
-    if min(image.shape) < MIN_SIDE:
-        return f"size {image.shape}"
-    if not np.isfinite(image).all():
-        return "non-finite values"
-    if image.min() < 0 or image.max() > 1:
-        return f"values in [{image.min()}, {image.max()}]"
-    return None
-
-
-def classify_read(data: bytes, name: str) -> dict[str, str]:
-    """Run `read_image_bytes` on one case in this process: {'outcome', 'detail'}."""
-    from cxrkit.errors import ImageReadError
-    from cxrkit.io import read_image_bytes
-    from cxrkit.io.reasons import describe_exception, is_fatal
-
-    try:
-        image, _meta = read_image_bytes(data, name)
-    except ImageReadError as exc:
-        message = str(exc)
-        if "\n" in message or not message.startswith(name):
-            return {"outcome": "crash", "detail": f"unclean message: {message[:200]!r}"}
-        cause = exc.__cause__  # e.g. a PanicException the reader contained
-        detail = type(exc).__name__ + (f" <- {type(cause).__name__}" if cause else "")
-        return {"outcome": "clean_error", "detail": detail}
-    except MemoryError:
-        return {"outcome": "clean_error", "detail": "MemoryError"}
-    except BaseException as exc:
-        if is_fatal(exc):
-            raise
-        return {"outcome": "crash", "detail": describe_exception(exc)[:200]}
-    problem = film_problem(image)
-    if problem:
-        return {"outcome": "bad_film", "detail": problem}
-    return {"outcome": "ok", "detail": ""}
-
-
-@dataclass
-class Tally:
-    """Outcome counts, plus counts per (outcome, detail) and a few examples of each failure."""
-
-    counts: Counter = field(default_factory=Counter)
-    details: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    by_case: dict[int, str] = field(default_factory=dict, repr=False)
-
-    def add(self, case: Case, outcome: str, detail: str) -> None:
-        """Count one case's outcome."""
-        self.by_case[case.index] = f"{outcome}: {detail}"
-        self.counts[outcome] += 1
-        self.details[f"{outcome}: {detail}"] += 1
-        if outcome not in ("ok", "clean_error"):
-            found = self.examples.setdefault(outcome, [])
-            if len(found) < 10:
-                found.append(f"case {case.index} ({case.seed}; {case.mutation}): {detail}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly: the five outcome counts, the total, top details and examples."""
-        return {
-            "cases": sum(self.counts.values()),
-            **{name: self.counts.get(name, 0) for name in OUTCOMES},
-            "top_details": dict(self.details.most_common(25)),
-            "examples": self.examples,
-        }

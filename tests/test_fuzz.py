@@ -154,7 +154,7 @@ def test_server_answers_4xx_or_a_finite_prediction(client: object, case_files: l
 
 def test_fuzz_film_arrays_are_contract_films(seeds: list[Seed]) -> None:
     """The in-process path too (no worker): every ok film is a contract film."""
-    from fuzzing import classify_read
+    from fuzz_outcomes import classify_read
 
     outcomes = [classify_read(c.data, c.name)["outcome"] for c in _cases(seeds, 20_000, 60)]
     assert set(outcomes) <= {"ok", "clean_error"}, outcomes
@@ -162,7 +162,7 @@ def test_fuzz_film_arrays_are_contract_films(seeds: list[Seed]) -> None:
 
 
 def test_tally_counts_every_outcome_with_examples() -> None:
-    from fuzzing import Tally
+    from fuzz_outcomes import Tally
 
     tally = Tally()
     tally.add(Case(0, "s", "png", "m", b"x"), "hang", "no answer")
