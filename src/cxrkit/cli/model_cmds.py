@@ -15,7 +15,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 console = Console(stderr=True)
-SCREEN_COLUMNS = ("not_cxr", "polarity", "warning")  # from the shipped film screen
+# from the shipped film screen and the model's own feature reference
+SCREEN_COLUMNS = ("not_cxr", "polarity", "out_of_distribution", "ood_score", "warning")
 
 
 def register(app: typer.Typer) -> None:
@@ -78,8 +79,15 @@ def train_cmd(
         ),
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    external: Annotated[
+        list[Path] | None,
+        typer.Option(help="labelled set from another site, scored beside the test split"),
+    ] = None,
 ) -> None:
     """Train a classifier; writes RUN_DIR/model.safetensors, metrics.json, report.html."""
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
     from cxrkit.train import load_config, train
     from cxrkit.train.config import parse_overrides
 
@@ -107,8 +115,11 @@ def train_cmd(
     )
     cfg = load_config(config, overrides, parse_overrides(set_ or []))
     _console_logging()
-    metrics = train(data, out, cfg, resume=resume, show_progress=not no_progress)
+    metrics = train(
+        data, out, cfg, resume=resume, show_progress=not no_progress, external=external or ()
+    )
     _print_headline(metrics, out)
+    _print_external(out)
 
 
 def evaluate_cmd(
@@ -125,8 +136,15 @@ def evaluate_cmd(
     n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for CIs (0: none)")] = 1000,
     cache_dir: Annotated[Path | None, typer.Option(help="decoded films cache")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    external: Annotated[
+        list[Path] | None,
+        typer.Option(help="another labelled set to score beside DATA (repeatable)"),
+    ] = None,
 ) -> None:
     """Evaluate a model on labelled films: metrics.json, plots and report.html."""
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
     from cxrkit.infer.evaluate_model import evaluate_model
 
     metrics = evaluate_model(
@@ -141,8 +159,10 @@ def evaluate_cmd(
         n_bootstrap=n_bootstrap,
         cache_dir=cache_dir,
         device=device,
+        external=external or (),
     )
     _print_headline(metrics, out)
+    _print_external(out)
 
 
 def predict_cmd(
@@ -157,6 +177,10 @@ def predict_cmd(
     runtime: Annotated[
         str, typer.Option(help="torch | onnx (onnxruntime, CPU; MODEL may be a .onnx file)")
     ] = "torch",
+    report: Annotated[
+        Path | None,
+        typer.Option(help="folder for a batch drift report (drift.json, drift.html)"),
+    ] = None,
 ) -> None:
     """Predict class probabilities for films; unreadable files are listed with their error."""
     from cxrkit.cli.threads import passive_openmp_waits
@@ -166,6 +190,7 @@ def predict_cmd(
     from cxrkit.infer.paths import expand_paths
     from cxrkit.infer.predict import predict_batches
     from cxrkit.models.model_file import load_model_file
+    from cxrkit.models.ood import load_feature_reference
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
@@ -175,14 +200,24 @@ def predict_cmd(
         from cxrkit.infer.onnx_runtime import load_onnx_model
 
         net, card = load_onnx_model(model)
+        reference = None  # the exported graph computes its own score
     else:
         net, card = load_model_file(model)
+        reference = load_feature_reference(model)
     files = expand_paths(paths)
     if not files:
         raise CxrkitError(f"no films found in {' '.join(paths)}")
     rows = predict_batches(
-        net, card, files, batch_size=batch_size, num_workers=num_workers, device=device
+        net,
+        card,
+        files,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        reference=reference,
     )
+    if report is not None:
+        rows = collect_drift(rows, card, report)
     bad: list[dict] = []
     flagged: list[dict] = []  # not a chest film, or looks inverted (cxrkit.guard)
     n_ok = 0
@@ -202,8 +237,9 @@ def predict_cmd(
             for r in rows:
                 if "error" in r:
                     bad.append(r)
+                    blanks = [""] * len(SCREEN_COLUMNS)
                     writer.writerow(
-                        [r["path"], "", *[""] * len(card["class_names"]), r["error"], "", "", ""]
+                        [r["path"], "", *[""] * len(card["class_names"]), r["error"], *blanks]
                     )
                 else:
                     n_ok += 1
@@ -211,7 +247,7 @@ def predict_cmd(
                     p = r["probabilities"]
                     writer.writerow(
                         [r["path"], r["label"], *[f"{p[c]:.6f}" for c in card["class_names"]], ""]
-                        + [str(r.get(k, "")) for k in SCREEN_COLUMNS]
+                        + [_cell(r.get(k)) for k in SCREEN_COLUMNS]
                     )
         finally:
             if out:
@@ -228,6 +264,41 @@ def predict_cmd(
         f"predicted {n_ok} film(s); {len(bad)} unreadable" + (f"; wrote {out}" if out else ""),
         highlight=False,
     )
+
+
+def _cell(value: object) -> str:
+    """A CSV cell: empty for None, plain text otherwise."""
+    return "" if value is None else str(value)
+
+
+def collect_drift(rows, card: dict, folder: Path):
+    """Pass rows through, then write the drift report of the whole batch into `folder`."""
+    from cxrkit.infer.drift import write_drift_report
+
+    seen = []
+    for r in rows:
+        seen.append(r)
+        yield r
+    path = write_drift_report(seen, card, folder)
+    console.print(f"drift report: {path}", highlight=False)
+
+
+def _print_external(out: Path) -> None:
+    """Print the internal-vs-external rows and their warnings (when the run scored any)."""
+    from cxrkit.infer.external import TRANSFER_FILE
+
+    path = out / TRANSFER_FILE
+    if not path.is_file():
+        return
+    for row in json.loads(path.read_text()):
+        auc = row.get("auc")
+        line = f"{row['set']}: n={row['n']}  accuracy={row['accuracy']:.4f}"
+        line += f"  AUC={auc:.4f}" if auc is not None else ""
+        if row.get("sensitivity") is not None and row.get("specificity") is not None:
+            line += f"  sensitivity={row['sensitivity']:.4f}  specificity={row['specificity']:.4f}"
+        console.print(line, highlight=False)
+        for w in row.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
 def _print_headline(metrics: dict, out: Path) -> None:

@@ -19,6 +19,7 @@ from cxrkit.models.model_file import CARD_KEY, load_model_file
 #: Names of the graph's input (films (B, 1, S, S) float32 in [0, 1]) and output (logits).
 INPUT_NAME = "film"
 OUTPUT_NAME = "logits"
+OOD_OUTPUT_NAME = "ood_score"  # only in graphs of models with a feature reference
 DEFAULT_OPSET = 17
 
 
@@ -26,8 +27,13 @@ def export_onnx(
     model_path: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET
 ) -> tuple[Path, dict[str, Any]]:
     """Export a model file (or run directory) to `out`; returns (path, card written into it)."""
+    from cxrkit.models.ood import ScoredClassifier, load_feature_reference
+
     model, card = load_model_file(model_path)
     card = {**card, "export": {"source": Path(model_path).name, "opset": opset}}
+    reference = load_feature_reference(model_path)
+    if reference is not None:  # the graph computes the out-of-distribution score too
+        model = ScoredClassifier(model, reference)
     return export_model_onnx(model, card, out, opset=opset), card
 
 
@@ -41,6 +47,9 @@ def export_model_onnx(
     model = model.float().eval()
     dummy = torch.rand(2, 1, size, size)
     buf = io.BytesIO()
+    with torch.no_grad():
+        scored = isinstance(model(dummy), (tuple, list))
+    outputs = [OUTPUT_NAME, OOD_OUTPUT_NAME] if scored else [OUTPUT_NAME]
     kwargs: dict[str, Any] = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
@@ -51,8 +60,8 @@ def export_model_onnx(
             (dummy,),
             buf,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=opset,
             do_constant_folding=True,
             **kwargs,

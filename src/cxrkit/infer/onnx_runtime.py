@@ -58,15 +58,27 @@ class OnnxModel:
             raise ModelFileError(f"{self.path}: ONNX file has no cxrkit card; use `cxr export`")
         self.card: dict[str, Any] = json.loads(meta[CARD_KEY])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.scored = len(self.output_names) > 1  # second output: the OOD score
 
     def logits(self, films: np.ndarray) -> np.ndarray:
         """Logits (B, C) of films (B, 1, S, S) float32 in [0, 1]."""
         x = np.ascontiguousarray(films, dtype=np.float32)
         return self.session.run(None, {self.input_name: x})[0]
 
-    def __call__(self, films: torch.Tensor) -> torch.Tensor:
-        """Torch-module-like call: a CPU float tensor in, logits tensor out."""
-        return torch.from_numpy(self.logits(films.detach().cpu().numpy()))
+    def outputs(self, films: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits (B, C), OOD scores (B,) or None when the graph has no score output)."""
+        x = np.ascontiguousarray(films, dtype=np.float32)
+        out = self.session.run(None, {self.input_name: x})
+        return out[0], (out[1] if self.scored else None)
+
+    def __call__(self, films: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Torch-module-like call: a CPU float tensor in; logits out, or (logits, OOD scores)
+        like `ScoredClassifier` when the graph computes the score."""
+        logits, scores = self.outputs(films.detach().cpu().numpy())
+        if scores is None:
+            return torch.from_numpy(logits)
+        return torch.from_numpy(logits), torch.from_numpy(scores)
 
     def eval(self) -> OnnxModel:
         """No-op, for code written against torch modules."""

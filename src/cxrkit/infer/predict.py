@@ -16,6 +16,13 @@ from cxrkit.io import read_image, resize_film
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs, prepare_for_device, resolve_device
 from cxrkit.models.model_file import load_model_file
+from cxrkit.models.ood import (
+    OOD_WARNING,
+    FeatureReference,
+    ScoredClassifier,
+    load_feature_reference,
+    ood_fields,
+)
 
 if TYPE_CHECKING:
     from cxrkit.infer.onnx_runtime import OnnxModel
@@ -78,6 +85,7 @@ def predict_batches(
     num_workers: int = 2,
     device: str = "auto",
     screen: bool = True,
+    reference: FeatureReference | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one row per film, in the order of `paths`: probabilities and label, or its error.
 
@@ -86,11 +94,15 @@ def predict_batches(
     `model` is a torch module (run channels-last under inference mode) or an `OnnxModel`
     (onnxruntime, CPU); films are decoded and resized in DataLoader workers and rows
     stream out batch by batch, so memory stays flat for any number of films.
+    Rows carry `out_of_distribution` / `ood_score` when the model has a feature reference
+    (`reference` for a torch model; an exported ONNX graph computes the score itself).
     """
     torch_model = isinstance(model, torch.nn.Module)
     dev = resolve_device(device) if torch_model else torch.device("cpu")
     guard_model = _guard_model() if screen else None
     if torch_model:
+        if reference is not None:
+            model = ScoredClassifier(model, reference)
         model = prepare_for_device(model, dev).eval().to(memory_format=torch.channels_last)
     pre = card["preprocessing"]
     loader = DataLoader(
@@ -116,14 +128,35 @@ def predict_batches(
             if torch_model:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(dev.type, enabled=dev.type == "cuda"):
-                probs = logits_to_probs(model(x), task).float().cpu().numpy()
+                logits, scores = split_outputs(model(x))
+                probs = logits_to_probs(logits, task).float().cpu().numpy()
             probs = apply_card_calibration(probs, card)  # site calibration, if any
-            for i, p in zip(batch["index"], probs, strict=True):
-                rows[i] = {"path": str(paths[i]), **label_row(p, classes, task, thresholds)}
+            for k, (i, p) in enumerate(zip(batch["index"], probs, strict=True)):
+                score = None if scores is None else float(scores[k])
+                rows[i] = {
+                    "path": str(paths[i]),
+                    **label_row(p, classes, task, thresholds),
+                    **ood_fields(score, card),
+                }
             if guard_model is not None and batch["screen"] is not None:
                 _add_screen(rows, batch, guard_model)
+            for i in batch["index"]:
+                add_ood_warning(rows[i])
         for i in batch["order"]:
             yield rows[i]
+
+
+def split_outputs(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, ood scores or None) from a model's output: a tensor or a (logits, score) pair."""
+    if isinstance(out, (tuple, list)):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
+
+
+def add_ood_warning(row: dict[str, Any]) -> None:
+    """Append the out-of-distribution warning to a flagged row's `warning` text."""
+    if row.get("out_of_distribution"):
+        row["warning"] = "; ".join(w for w in (row.get("warning"), OOD_WARNING) if w)
 
 
 def _guard_model() -> Any:
@@ -177,4 +210,5 @@ def predict(model_path: str | Path, paths: list[str | Path], **kw: Any) -> list[
     from cxrkit.infer.paths import expand_paths
 
     model, card = load_model_file(model_path)
+    kw.setdefault("reference", load_feature_reference(model_path))
     return list(predict_batches(model, card, expand_paths(paths), **kw))

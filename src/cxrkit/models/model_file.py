@@ -16,12 +16,26 @@ FORMAT_VERSION = 1
 MODEL_SUFFIX = ".safetensors"
 
 
-def save_model_file(path: str | Path, model: torch.nn.Module, card: dict[str, Any]) -> Path:
-    """Write `model`'s weights and `card` (JSON-serialisable) atomically to `path`."""
+#: Tensors under this prefix are not network weights (e.g. `ood.*`, the feature reference).
+EXTRA_PREFIXES = ("ood.",)
+
+
+def save_model_file(
+    path: str | Path,
+    model: torch.nn.Module,
+    card: dict[str, Any],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write `model`'s weights, `extra_tensors` (names under `EXTRA_PREFIXES`) and `card`
+    (JSON-serialisable) atomically to `path`."""
     from safetensors.torch import save
 
     card = {**card, "format_version": FORMAT_VERSION}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, tensor in (extra_tensors or {}).items():
+        if not name.startswith(EXTRA_PREFIXES):
+            raise ValueError(f"extra tensor {name!r} must start with one of {EXTRA_PREFIXES}")
+        state[name] = tensor.detach().cpu().contiguous()
     blob = save(state, metadata={CARD_KEY: json.dumps(card)})
     return atomic_write(path, lambda fh: fh.write(blob))
 
@@ -78,6 +92,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     except KeyError as exc:
         raise ModelFileError(f"{path}: model card lacks {exc}") from exc
     state = load_file(str(path), device="cpu")
+    state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIXES)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelFileError(
@@ -95,3 +110,12 @@ def find_model_file(path: str | Path) -> Path:
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found")
     return p
+
+
+def read_extra_tensors(path: str | Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The model file's non-network tensors whose names start with `prefix` (may be empty)."""
+    from safetensors import safe_open
+
+    path = find_model_file(path)
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118

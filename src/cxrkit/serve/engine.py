@@ -23,11 +23,12 @@ from cxrkit.errors import (
     ModelFileError,
     UnsupportedFormatError,
 )
-from cxrkit.infer.predict import label_row
+from cxrkit.infer.predict import label_row, split_outputs
 from cxrkit.io import read_image_bytes, resize_film
 from cxrkit.io.pool import DecodePool
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import logits_to_probs
+from cxrkit.models.ood import OOD_WARNING, ScoredClassifier, load_feature_reference, ood_fields
 from cxrkit.serve.extras import Extras
 from cxrkit.serve.images import film_preview, heatmap_rgba, png_base64, resize_float
 from cxrkit.serve.limits import ApiError
@@ -46,6 +47,12 @@ _READ_ERRORS: tuple[tuple[type[ImageReadError], int, str], ...] = (
     (CorruptImageError, 422, "corrupt_image"),
     (ImageReadError, 422, "unreadable_image"),
 )
+
+
+def _with_reference(net: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """The net wrapped to also return OOD scores when its model file has a feature reference."""
+    reference = load_feature_reference(path)
+    return net if reference is None else ScoredClassifier(net, reference).eval()
 
 
 class FilmPredictor:
@@ -73,6 +80,7 @@ class FilmPredictor:
         self.max_pixels, self.preview_size = max_pixels, preview_size
         self.decode_pool = decode_pool
         self.torch_model: torch.nn.Module | None = None
+        self._scored_model: Any = None  # the torch model, returning OOD scores too if it can
         self.onnx_model: Any = None
         path = Path(model_path)
         if path.suffix.lower() == ".onnx":
@@ -82,6 +90,7 @@ class FilmPredictor:
             from cxrkit.models.model_file import load_model_file
 
             self.torch_model, self.card = load_model_file(path)
+            self._scored_model = _with_reference(self.torch_model, path)
             if runtime == "onnx":
                 self._export_and_load_onnx(workdir, threads)
         self.runtime = runtime
@@ -104,20 +113,25 @@ class FilmPredictor:
 
         assert self.torch_model is not None
         with tempfile.TemporaryDirectory(dir=workdir, prefix="onnx-") as tmp:
-            onnx_path = export_model_onnx(self.torch_model, self.card, Path(tmp) / "model.onnx")
+            onnx_path = export_model_onnx(self._scored_model, self.card, Path(tmp) / "model.onnx")
             self.onnx_model = OnnxModel(onnx_path, threads=threads)
 
     def probabilities(self, films: np.ndarray) -> np.ndarray:
         """(B, C) probabilities of films (B, 1, S, S) float32 in [0, 1]."""
+        return self.probabilities_and_scores(films)[0]
+
+    def probabilities_and_scores(self, films: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, C) probabilities and (B,) out-of-distribution scores (None: no reference)."""
         if self.onnx_model is not None:
-            logits = torch.from_numpy(self.onnx_model.logits(films))
-            probs = logits_to_probs(logits, self.card["task"]).numpy()
+            logits, scores = self.onnx_model.outputs(films)
+            probs = logits_to_probs(torch.from_numpy(logits), self.card["task"]).numpy()
         else:
-            assert self.torch_model is not None
             with torch.inference_mode():
                 x = torch.from_numpy(films).contiguous(memory_format=torch.channels_last)
-                probs = logits_to_probs(self.torch_model(x), self.card["task"]).float().numpy()
-        return apply_card_calibration(probs, self.card)  # site calibration, if any
+                logits_t, scores_t = split_outputs(self._scored_model(x))
+                probs = logits_to_probs(logits_t, self.card["task"]).float().numpy()
+                scores = None if scores_t is None else scores_t.float().numpy()
+        return apply_card_calibration(probs, self.card), scores  # site calibration, if any
 
     def decode(self, data: bytes, name: str) -> tuple[np.ndarray, Any]:
         """Decode an upload (format sniffed from content) or raise ApiError with a clear 4xx."""
@@ -142,10 +156,12 @@ class FilmPredictor:
         film = resize_film(  # exactly as predict: the card's crop (if any), then resize
             apply_crop(image, pre.get("crop")), int(pre["size"]), pre.get("resize_mode", "squash")
         )
-        probs = self.probabilities(film[None, None])[0]
+        probs_b, scores = self.probabilities_and_scores(film[None, None])
+        probs = probs_b[0]
         row = label_row(probs, self.classes, self.card["task"], self.card.get("thresholds") or [])
         if "error" in row:  # never a label without finite probabilities
             raise ApiError(422, "no_prediction", f"{name}: {row['error']}")
+        ood = ood_fields(None if scores is None else float(scores[0]), self.card)
         screening = self.extras.screen(image)
         unavailable = dict(screening.unavailable)
         out: dict[str, Any] = {
@@ -158,7 +174,8 @@ class FilmPredictor:
             "probabilities": row["probabilities"],
             "polarity": screening.polarity,
             "not_cxr": screening.not_cxr,
-            "warnings": screening.warnings,
+            **ood,
+            "warnings": screening.warnings + ([OOD_WARNING] if ood["out_of_distribution"] else []),
             "cam": None,
             "preview_png": None,
             "runtime": self.runtime,
