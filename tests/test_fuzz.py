@@ -121,6 +121,23 @@ def test_cxr_predict_gives_an_error_or_a_finite_row(
             assert row.get("label") is None and "\n" not in row["error"]
 
 
+def test_cxr_data_info_gives_one_line_per_bad_file(case_files: list[Path]) -> None:
+    files = case_files[:40]
+    run = subprocess.run(
+        [str(CXR), "data", "info", "--json", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    rows = json.loads(run.stdout)
+    bad = [r for r in rows if not r["ok"]]
+    assert run.returncode == (2 if bad else 0), run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == len(bad) and all(line.startswith("error: ") for line in lines), lines
+    assert "Traceback" not in run.stderr and "panicked" not in run.stderr
+
+
 @pytest.fixture(scope="module")
 def client(model_file: Path) -> Iterator[object]:
     pytest.importorskip("fastapi")
