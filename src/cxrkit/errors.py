@@ -70,3 +70,27 @@ class DatasetError(CxrkitError):
 
 class ModelFileError(CxrkitError):
     """A model file is missing, malformed, or incompatible."""
+
+
+class DiskFullError(CxrkitError, OSError):
+    """A write ran out of disk space; the file that was there before is left unchanged.
+
+    Also an `OSError` (errno ENOSPC or EDQUOT), so callers that tolerate a failed optional
+    write (a cache entry) still do.
+    """
+
+    def __init__(self, path: str | Path, code: int, free_bytes: int | None = None) -> None:
+        self.path = str(path)
+        self.free_bytes = free_bytes
+        free = f" ({free_bytes / 1e6:.1f} MB free)" if free_bytes is not None else ""
+        self.message = (
+            f"{self.path}: no space left on device{free}; the write was undone and any "
+            "previous file there is unchanged: free some space and run again"
+        )
+        OSError.__init__(self, code, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.errno, self.free_bytes))
