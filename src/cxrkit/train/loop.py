@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import nn
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import remove_temps
 from cxrkit.models.inference import logits_to_probs
 from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.train.config import TrainConfig
@@ -85,8 +86,8 @@ def fit(
     if not resume:  # a fresh run must never pick up an older run's checkpoints later
         for stale in (last_path, best_path):
             stale.unlink(missing_ok=True)
-    for partial in ckpt_dir.glob(".tmp-*.pt"):  # left by a kill during a checkpoint write
-        partial.unlink(missing_ok=True)
+    for path in (last_path, best_path):  # temps left by a kill during a checkpoint write
+        remove_temps(path)
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
         try:
