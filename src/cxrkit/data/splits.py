@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from cxrkit.data.table import LabelTable
 from cxrkit.errors import DatasetError
+from cxrkit.io.atomic import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 _ALIASES = {"valid": "val", "validation": "val", "dev": "val"}
@@ -112,14 +114,12 @@ def write_split_csv(path: str | Path, table: LabelTable, splits: dict[str, np.nd
             f"{len(unassigned)} record(s) are in no split, e.g. {unassigned[:3]}; "
             "a split file must cover the whole table"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "patient_id", "split"])
-        for i, rec in enumerate(table.records):
-            writer.writerow([table.relpath(rec), rec.patient_id, part_of[i]])
-    return path
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(["path", "patient_id", "split"])
+    for i, rec in enumerate(table.records):
+        writer.writerow([table.relpath(rec), rec.patient_id, part_of[i]])
+    return atomic_write_text(path, buf.getvalue())  # `--resume` reads it back: never half
 
 
 def read_split_csv(path: str | Path, table: LabelTable) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import choose_thresholds, evaluate_predictions
+from cxrkit.io.atomic import atomic_write_text
 from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import provenance, save_model_file
@@ -85,7 +86,7 @@ def train(
         {k: len(v) for k, v in splits.items()},
     )
     _check_resumed_config(out / "config.yaml", cfg, resume)
-    (out / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))  # `--resume` reads it back
 
     model = create_model(
         cfg.backbone,
@@ -180,7 +181,7 @@ def train(
     val_metrics = {"val_auc_best": result.best_score, "best_epoch": result.best_epoch}
     card["metrics"] = {"test": _headline(metrics), "validation": val_metrics}
     save_model_file(out / MODEL_NAME, model.cpu(), card)
-    (out / "history.json").write_text(json.dumps(result.history, indent=2))
+    atomic_write_text(out / "history.json", json.dumps(result.history, indent=2))
     log.info(
         "test: n=%d accuracy %.4f auc %s (CI %s); model %s; %.0fs",
         metrics["n"],
