@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrkit.guard.synth import GENERATORS_VERSION, make_examples
+from cxrkit.io.atomic import atomic_write
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import FilmRef, decode_films, discover, split_patients
 from cxrkit.polarity.model import save_polarity_model
@@ -149,7 +150,8 @@ def _decoded(
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"s{s}": a for s, a in zip(sizes, stacks, strict=True)}
-        np.savez(cache, kept=np.array([str(r.path) for r in kept]), **arrays)
+        kept_paths = np.array([str(r.path) for r in kept])
+        atomic_write(cache, lambda fh: np.savez(fh, kept=kept_paths, **arrays))
     return kept, stacks
 
 
@@ -165,7 +167,7 @@ def _cached_array(
         return np.load(path, allow_pickle=False)
     arr = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr, allow_pickle=False)
+    atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
     return arr
 
 

@@ -70,9 +70,10 @@ def extract_features(
         }
     )
     target = cache_root / f"{key}.npy"
-    if target.is_file():
+    cached = _load_codes(target, (len(indices), model.feature_dim))
+    if cached is not None:
         log.info("CNN codes: cache hit %s", target.name)
-        return np.load(target)
+        return cached
     dataset = CXRDataset(
         table,
         indices=indices,
@@ -107,6 +108,23 @@ def extract_features(
         out[pos[int(i)]] = row
     atomic_write(target, lambda fh: np.save(fh, out))
     return out
+
+
+def _load_codes(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A cached code array of `shape`, or None (absent, damaged or another shape: recompute)."""
+    if not path.is_file():
+        return None
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        log.warning("CNN codes: ignoring unreadable cache file %s (%s)", path.name, exc)
+        return None
+    if codes.shape != shape or codes.dtype != np.float32:
+        log.warning(
+            "CNN codes: ignoring %s (%s %s, not %s)", path.name, codes.dtype, codes.shape, shape
+        )
+        return None
+    return codes
 
 
 def _seed_worker(worker_id: int) -> None:
