@@ -28,6 +28,7 @@ from cxrkit.serve.limits import (
     SecurityHeadersMiddleware,
     too_large,
 )
+from cxrkit.serve.ratelimit import RateLimitMiddleware
 from cxrkit.serve.settings import ServeSettings
 
 log = logging.getLogger("cxrkit.serve")
@@ -103,6 +104,7 @@ def create_app(
         gate.pool.shutdown(wait=False, cancel_futures=True)
         if decode_pool is not None:
             decode_pool.close()
+            log.info("decode pool closed")
         workdir.cleanup()
 
     app = FastAPI(
@@ -174,4 +176,11 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit > 0:  # outermost: a client over its rate costs no body read
+        app.add_middleware(
+            RateLimitMiddleware,
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            token=settings.token,
+        )
     return app

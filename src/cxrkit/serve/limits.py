@@ -39,7 +39,12 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """Send a complete JSON response on a raw ASGI channel; asks the server to close."""
     payload = json.dumps(body).encode()
     await send(
@@ -50,6 +55,8 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
                 (b"connection", b"close"),
+                (b"x-content-type-options", b"nosniff"),
+                *(headers or []),
             ],
         }
     )

@@ -1,4 +1,4 @@
-"""The server's knobs: upload and pixel limits, timeout, concurrency, bearer token."""
+"""The server's knobs: upload and pixel limits, timeout, concurrency, rate limit, bearer token."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ class ServeSettings:
     `token`: bearer token required on /v1/* when set (default: $CXR_API_TOKEN);
     `decode_workers`: processes decoding uploads (`cxrkit.io.pool.DecodePool`; 0 decodes
     in the server process, for debugging only); `decode_memory_mb`: each worker's memory
-    cap (RLIMIT_AS) above its start size; `decode_timeout_s`: one decode's time limit.
+    cap (RLIMIT_AS) above its start size; `decode_timeout_s`: one decode's time limit;
+    `rate_limit`: requests a second per client (per IP, or per valid token when a token
+    is set; `/healthz` exempt; 0 = no limit), `rate_burst`: requests a client may send at
+    once before the rate applies (over it: 429 with Retry-After);
+    `shutdown_grace_s`: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
     """
 
     max_upload_bytes: int = 50 * MB
@@ -42,6 +46,9 @@ class ServeSettings:
     decode_workers: int = 2
     decode_memory_mb: int = 2048
     decode_timeout_s: float = 20.0
+    rate_limit: float = 50.0
+    rate_burst: int = 100
+    shutdown_grace_s: float = 90.0
 
     @property
     def max_body_bytes(self) -> int:
