@@ -27,21 +27,55 @@ def serve_cmd(
     runtime: Annotated[str, typer.Option(help="torch | onnx (onnxruntime)")] = "torch",
     max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload")] = 50,
     timeout: Annotated[float, typer.Option(help="seconds before a prediction gets 504")] = 60,
+    rate_limit: Annotated[
+        str, typer.Option(help="requests per client (IP, or the token): N/s, N/min or 'off'")
+    ] = "50/s",
+    rate_burst: Annotated[
+        int, typer.Option(min=1, help="requests a client may send at once above the rate")
+    ] = 100,
+    decode_workers: Annotated[
+        int, typer.Option(min=0, help="processes decoding uploads (0: in-process, debug only)")
+    ] = 2,
+    decode_memory_mb: Annotated[
+        int, typer.Option(min=64, help="memory cap of each decode worker")
+    ] = 2048,
+    decode_timeout: Annotated[
+        float, typer.Option(help="seconds before one decode is given up (422)")
+    ] = 20,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="on SIGTERM/SIGINT, seconds in-flight requests may take")
+    ] = 90,
 ) -> None:
     """Serve MODEL: REST API (/v1/predict, /v1/model, /healthz, /docs) and a web page at /.
 
-    Set CXR_API_TOKEN to require 'Authorization: Bearer <token>' on /v1/*.
+    Set CXR_API_TOKEN to require 'Authorization: Bearer <token>' on /v1/*. SIGTERM or
+    Ctrl+C stops accepting, finishes the requests in flight, then exits 0.
     """
     from cxrkit.cli.threads import passive_openmp_waits
 
     passive_openmp_waits()  # before torch loads
     try:
-        import uvicorn
-
         from cxrkit.serve import ServeSettings, create_app
+        from cxrkit.serve.ratelimit import parse_rate
+        from cxrkit.serve.server import run_server
     except ImportError as exc:
         raise CxrkitError(f"serving needs the extra: pip install 'cxrkit[serve]' ({exc})") from exc
-    settings = ServeSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024), timeout_s=timeout)
+    try:
+        rate = parse_rate(rate_limit)
+    except ValueError as exc:
+        raise CxrkitError(f"--rate-limit: {exc}") from exc
+    if decode_timeout <= 0 or shutdown_grace < 0:
+        raise CxrkitError("--decode-timeout must be > 0 and --shutdown-grace >= 0")
+    settings = ServeSettings(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        timeout_s=timeout,
+        rate_limit=rate,
+        rate_burst=rate_burst,
+        decode_workers=decode_workers,
+        decode_memory_mb=decode_memory_mb,
+        decode_timeout_s=decode_timeout,
+        shutdown_grace_s=shutdown_grace,
+    )
     if host not in LOOPBACK and settings.token is None:
         console.print(
             f"[bold yellow]warning:[/] listening on {host} without CXR_API_TOKEN: "
@@ -50,7 +84,8 @@ def serve_cmd(
         )
     app = create_app(model, settings=settings, runtime=runtime)
     console.print(f"serving {model} ({runtime}) on http://{host}:{port}/", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
+    if run_server(app, host, port, settings):
+        console.print("server stopped: in-flight requests finished", highlight=False)
 
 
 def export_cmd(
