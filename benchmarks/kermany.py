@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `cxr train` does, before torch loads
 
 from cxrkit.data.splits import make_splits, write_split_csv
 from cxrkit.data.table import load_table

@@ -85,9 +85,6 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Train a classifier; writes RUN_DIR/model.safetensors, metrics.json, report.html."""
-    from cxrkit.cli.threads import passive_openmp_waits
-
-    passive_openmp_waits()  # before torch loads
     from cxrkit.train import load_config, train
     from cxrkit.train.config import parse_overrides
 
@@ -142,9 +139,6 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Evaluate a model on labelled films: metrics.json, plots and report.html."""
-    from cxrkit.cli.threads import passive_openmp_waits
-
-    passive_openmp_waits()  # before torch loads
     from cxrkit.infer.evaluate_model import evaluate_model
 
     metrics = evaluate_model(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import choose_thresholds, evaluate_predictions
+from cxrkit.evaluate.transfer import headline
 from cxrkit.io.atomic import atomic_write_text
 from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import provenance, save_model_file
+from cxrkit.models.ood import fit_feature_reference
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
@@ -48,11 +51,15 @@ def train(
     *,
     resume: bool = False,
     show_progress: bool = True,
+    external: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Train on `data` (labels.csv or class folders) into `out_dir`; returns the test metrics.
 
     Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
     `training_curves.png`, and the test split's `metrics.json`, plots and `report.html`.
+    Each `external` labelled set (films from other sites) is scored into
+    `external/NAME/`, shown beside the test split in `report.html` and `transfer.json`,
+    and its headline is kept in the model card (`metrics.external`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +112,7 @@ def train(
 
     if cfg.mode == "features":
         feats = _all_features(model, table, splits, cfg, size, cache_root, device, augment)
+        reference_codes = (feats["train"][0][: len(splits["train"])], feats["val"][0])
         for name, (x, y) in feats.items():  # unreadable films have NaN codes: drop them
             ok = ~np.isnan(x).any(1)
             feats[name] = (x[ok], y[ok])
@@ -153,6 +161,8 @@ def train(
             model, table, splits["test"], size, cfg, cache_root, task, device
         )
         val_y, test_y = targets[val_idx], targets[test_idx]
+        reference_codes = _reference_codes(model, table, splits, size, cfg, cache_root, device)
+    reference = fit_feature_reference(*reference_codes)
     train_seconds = time.time() - t_start
 
     thresholds = choose_thresholds(
@@ -166,6 +176,7 @@ def train(
     card = _model_card(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
+    card["ood"] = reference.card()
     metrics = evaluate_predictions(
         test_y,
         test_probs,
@@ -179,8 +190,12 @@ def train(
         history=result.history,
     )
     val_metrics = {"val_auc_best": result.best_score, "best_epoch": result.best_epoch}
-    card["metrics"] = {"test": _headline(metrics), "validation": val_metrics}
-    save_model_file(out / MODEL_NAME, model.cpu(), card)
+    card["metrics"] = {"test": headline(metrics), "validation": val_metrics}
+    extra = reference.tensors()
+    save_model_file(out / MODEL_NAME, model.cpu(), card, extra)
+    if external:
+        card["metrics"]["external"] = _score_external(out, metrics, external, cfg)
+        save_model_file(out / MODEL_NAME, model, card, extra)
     atomic_write_text(out / "history.json", json.dumps(result.history, indent=2))
     log.info(
         "test: n=%d accuracy %.4f auc %s (CI %s); model %s; %.0fs",
@@ -192,6 +207,34 @@ def train(
         train_seconds,
     )
     return metrics
+
+
+def _score_external(out: Path, metrics: dict, external: Sequence[str | Path], cfg) -> dict:
+    """Score the saved model on each external set; the run's report shows them side by side."""
+    from cxrkit.infer.external import external_headlines, score_external  # after `train`
+
+    rows = score_external(
+        out / MODEL_NAME,
+        ("internal test split", metrics),
+        external,
+        out,
+        title=f"cxrkit — {cfg.backbone} ({cfg.mode}): internal test split and external sets",
+        num_workers=cfg.num_workers,
+        n_bootstrap=cfg.n_bootstrap,
+        cache_dir=cfg.cache_dir or default_cache_dir(),
+        device=cfg.device,
+    )
+    for row in rows[1:]:
+        log.info(
+            "external %s: n=%d accuracy %.4f auc %s sensitivity %s specificity %s",
+            row["set"],
+            row["n"],
+            row["accuracy"],
+            row.get("auc"),
+            row.get("sensitivity"),
+            row.get("specificity"),
+        )
+    return external_headlines(rows)
 
 
 def _all_features(model, table, splits, cfg, size, cache_root, device, augment):
@@ -214,11 +257,10 @@ def _all_features(model, table, splits, cfg, size, cache_root, device, augment):
         if name == "train":
             xs, ys = [x], [y]
             for copy in range(cfg.feature_augment_copies):
-                xs.append(
-                    extract_features(
-                        model, table, idx, transform=augment, **{**kw, "seed": cfg.seed + 1 + copy}
-                    )
-                )
+                # the augmentation's options are part of the cache key of augmented codes
+                aug_kw = {**kw, "seed": cfg.seed + 1 + copy}
+                aug_kw["key_parts"] = {**key, "augment": cfg.augment}
+                xs.append(extract_features(model, table, idx, transform=augment, **aug_kw))
                 ys.append(y)
             x, y = np.concatenate(xs), np.concatenate(ys)
         out[name] = (x, y)
@@ -232,6 +274,33 @@ def _head_probs(model, x: np.ndarray, task: str, device) -> np.ndarray:
     with torch.inference_mode():
         logits = model.head(torch.as_tensor(x, dtype=torch.float32, device=device))
         return logits_to_probs(logits, task).float().cpu().numpy()
+
+
+#: Finetune mode fits the feature reference on at most this many training films.
+REFERENCE_MAX_TRAIN = 2000
+
+
+def _reference_codes(model, table, splits, size, cfg, cache_root, device):
+    """Pooled features of (a sample of) the training films and of the validation films."""
+    rng = np.random.default_rng(cfg.seed)
+    train_idx = splits["train"]
+    if len(train_idx) > REFERENCE_MAX_TRAIN:
+        train_idx = np.sort(rng.choice(train_idx, REFERENCE_MAX_TRAIN, replace=False))
+    codes = []
+    for idx in (train_idx, splits["val"]):
+        ds = CXRDataset(
+            table,
+            indices=idx,
+            size=size,
+            resize_mode=cfg.resize_mode,
+            cache_dir=cache_root / "decoded",
+            crop=cfg.crop,
+        )
+        loader = DataLoader(
+            ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_bad
+        )
+        codes.append(predict_loader(model, loader, table.task, device, output="features")[0])
+    return codes[0], codes[1]
 
 
 def _film_probs(model, table, idx, size, cfg, cache_root, task, device):
@@ -341,6 +410,7 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
             "mode": cfg.mode,
             "weights": cfg.weights,
             "n_train": int(len(splits["train"])),
+            "class_counts": _class_counts(table, splits["train"]),
             "n_val": int(len(splits["val"])),
             "n_test": int(len(splits["test"])),
             "epochs_run": len(result.history),
@@ -353,18 +423,12 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
     }
 
 
-def _headline(m: dict) -> dict:
-    keys = (
-        "n",
-        "accuracy",
-        "balanced_accuracy",
-        "auc",
-        "auc_ci",
-        "sensitivity",
-        "specificity",
-        "ece",
-    )
-    return {k: m[k] for k in keys if k in m}
+def _class_counts(table: LabelTable, idx: np.ndarray) -> dict[str, int]:
+    """Films per class in a split (multi-label: films carrying each finding)."""
+    y = table.targets()[idx]
+    n = len(table.class_names)
+    counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=n)
+    return {c: int(n) for c, n in zip(table.class_names, counts, strict=True)}
 
 
 def _yaml(d: dict) -> str:
