@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from cxrkit.data.scanner_augment import scanner_steps
+from cxrkit.data.scanner_augment import SCANNER_KEYS, scanner_steps
 from cxrkit.errors import CxrkitError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -28,16 +28,11 @@ def build_augmentation(
     translate: float = 0.05,
     brightness: float = 0.1,
     contrast: float = 0.1,
-    gamma: float = 0.0,
-    equalize: float = 0.0,
-    blur: float = 0.0,
-    resample: float = 0.0,
-    noise: float = 0.0,
-    jpeg: int = 0,
+    **scanner: float,
 ) -> Transform:
     """A random transform for (1, S, S) float films: flip, affine, brightness/contrast,
-    scanner differences (gamma, equalize, resample, blur, noise, jpeg; see
-    `cxrkit.data.scanner_augment.scanner_steps`), clip.
+    scanner differences (`scanner`: any of gamma, equalize, resample, blur, noise, jpeg;
+    see `cxrkit.data.scanner_augment.scanner_steps`), clip.
 
     Zero (or None/False) turns a part off. Areas moved in from outside the film are
     filled with 0 (black, like air). The output is always clipped to [0, 1]. Note that
@@ -63,26 +58,13 @@ def build_augmentation(
     if brightness or contrast:
         steps.append(v2.ColorJitter(brightness=brightness or None, contrast=contrast or None))
     steps.append(ClampUnit())
-    scanner = scanner_steps(gamma, equalize, blur, resample, noise, jpeg)
-    if scanner:
-        steps += [*scanner, ClampUnit()]
+    site_steps = scanner_steps(**scanner)
+    if site_steps:
+        steps += [*site_steps, ClampUnit()]
     return v2.Compose(steps)
 
 
-_KEYS = (
-    "hflip",
-    "rotate_deg",
-    "scale",
-    "translate",
-    "brightness",
-    "contrast",
-    "gamma",
-    "equalize",
-    "blur",
-    "resample",
-    "noise",
-    "jpeg",
-)
+_KEYS = ("hflip", "rotate_deg", "scale", "translate", "brightness", "contrast", *SCANNER_KEYS)
 
 
 def build_augmentation_from_dict(config: Mapping[str, Any] | None) -> Transform | None:

@@ -107,6 +107,9 @@ class RandomJpeg(torch.nn.Module):
         return self.jpeg(as_uint8).to(image.dtype) / 255.0
 
 
+SCANNER_KEYS = ("gamma", "equalize", "blur", "resample", "noise", "jpeg")
+
+
 def scanner_steps(
     gamma: float = 0.0,
     equalize: float = 0.0,

@@ -286,24 +286,15 @@ def _reference_codes(model, table, splits, size, cfg, cache_root, device):
     train_idx = splits["train"]
     if len(train_idx) > REFERENCE_MAX_TRAIN:
         train_idx = np.sort(rng.choice(train_idx, REFERENCE_MAX_TRAIN, replace=False))
-    codes = []
-    for idx in (train_idx, splits["val"]):
-        ds = CXRDataset(
-            table,
-            indices=idx,
-            size=size,
-            resize_mode=cfg.resize_mode,
-            cache_dir=cache_root / "decoded",
-            crop=cfg.crop,
-        )
-        loader = DataLoader(
-            ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_bad
-        )
-        codes.append(predict_loader(model, loader, table.task, device, output="features")[0])
+    codes = [
+        _film_probs(model, table, idx, size, cfg, cache_root, table.task, device, "features")[0]
+        for idx in (train_idx, splits["val"])
+    ]
     return codes[0], codes[1]
 
 
-def _film_probs(model, table, idx, size, cfg, cache_root, task, device):
+def _film_probs(model, table, idx, size, cfg, cache_root, task, device, output="probs"):
+    """Probabilities (or pooled features) of the films `idx`, read as the card will say."""
     ds = CXRDataset(
         table,
         indices=idx,
@@ -315,7 +306,7 @@ def _film_probs(model, table, idx, size, cfg, cache_root, task, device):
     loader = DataLoader(
         ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_bad
     )
-    return predict_loader(model, loader, task, device)
+    return predict_loader(model, loader, task, device, output=output)
 
 
 _RUN_ONLY = {"num_workers", "cache_dir", "device", "n_bootstrap"}
