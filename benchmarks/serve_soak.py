@@ -359,6 +359,7 @@ def report(log: Log, args: argparse.Namespace, wall: float, meta: dict) -> dict:
             "python": platform.python_version(),
             "load_avg_start": meta["load_start"],
             "load_avg_end": list(os.getloadavg()),
+            "note": args.note,
         },
         "wall_s": round(wall, 1),
         "summary": summary,
@@ -383,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--client-nice", type=int, default=0, help="nice the client threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--note", default="", help="free text stored in the report (the machine)")
     args = ap.parse_args(argv)
     if not args.model.is_file():
         raise SystemExit(f"no model file at {args.model} (pass --model)")
