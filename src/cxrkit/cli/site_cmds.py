@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 console = Console(stderr=True)
+
+ModelArg = Annotated[Path, typer.Argument(help="model file or run directory")]
+OutOpt = Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")]
+IntOpt = Annotated[int, typer.Option()]
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +24,9 @@ def register(app: typer.Typer) -> None:
 
 
 def calibrate_cmd(
-    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    model: ModelArg,
     data: Annotated[Path, typer.Option(help="the site's labelled films (labels.csv or folder)")],
-    out: Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")],
+    out: OutOpt,
     method: Annotated[
         str,
         typer.Option(help="threshold: youden | sensitivity:0.95 | cost:RATIO (miss/false alarm)"),
@@ -35,17 +39,15 @@ def calibrate_cmd(
     ci_width: Annotated[
         float, typer.Option(help="warn when the accuracy CI is wider than +/- this")
     ] = 0.05,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    num_workers: Annotated[int, typer.Option()] = 0,
+    batch_size: IntOpt = 32,
+    num_workers: IntOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Refit threshold and probability calibration on a labelled site set into a new model file."""
-    from cxrkit.cli.threads import passive_openmp_waits
-
-    passive_openmp_waits()
-    from cxrkit.site import calibrate_model
-
-    report = calibrate_model(
+    report = _run_site_verb(
+        "calibrate_model",
+        "site_calibration",
+        json_out,
         model,
         data,
         out,
@@ -57,12 +59,9 @@ def calibrate_cmd(
         batch_size=batch_size,
         num_workers=num_workers,
     )
-    rec = report["site_calibration"]
-    for w in rec["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
+    if report is None:
         return
+    rec = report["site_calibration"]
     cv = rec["cross_validated"]
     console.print(
         f"site {rec['set']}: {rec['n_films']} films {rec['class_counts']}; threshold "
@@ -75,11 +74,11 @@ def calibrate_cmd(
 
 
 def adapt_cmd(
-    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    model: ModelArg,
     data: Annotated[
         Path, typer.Option(help="the site's films: a folder, or a labels.csv (labels ignored)")
     ],
-    out: Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")],
+    out: OutOpt,
     no_bn: Annotated[bool, typer.Option("--no-bn", help="keep the BatchNorm statistics")] = False,
     reference: Annotated[
         Path | None,
@@ -89,17 +88,15 @@ def adapt_cmd(
     no_prior: Annotated[
         bool, typer.Option("--no-prior", help="no class-prior re-estimate")
     ] = False,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    num_workers: Annotated[int, typer.Option()] = 0,
+    batch_size: IntOpt = 32,
+    num_workers: IntOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Adapt a model to a site without labels (AdaBN, EM class prior) into a new model file."""
-    from cxrkit.cli.threads import passive_openmp_waits
-
-    passive_openmp_waits()
-    from cxrkit.site import adapt_model
-
-    report = adapt_model(
+    report = _run_site_verb(
+        "adapt_model",
+        "adaptation",
+        json_out,
         model,
         data,
         out,
@@ -110,12 +107,9 @@ def adapt_cmd(
         batch_size=batch_size,
         num_workers=num_workers,
     )
-    rec = report["adaptation"]
-    for w in rec["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
+    if report is None:
         return
+    rec = report["adaptation"]
     console.print(
         f"site {rec['set']}: {rec['n_films']} films; BatchNorm statistics"
         + (f" re-estimated ({rec['bn_mode']})" if rec["bn"] else " kept"),
@@ -131,6 +125,31 @@ def adapt_cmd(
     elif prior:
         console.print(f"class prior: {prior['skipped']}", highlight=False)
     console.print(f"wrote {report['out']}", highlight=False)
+
+
+def _run_site_verb(
+    function: Literal["calibrate_model", "adapt_model"],
+    record: str,
+    json_out: bool,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
+    """Run `cxrkit.site.<function>` and print its record's warnings; None once --json printed it.
+
+    The function is named, not passed, so that torch loads only after the OpenMP setting.
+    """
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
+    import cxrkit.site
+
+    report: dict[str, Any] = getattr(cxrkit.site, function)(*args, **kwargs)
+    for w in report[record]["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return None
+    return report
 
 
 def _fmt(values: list[float]) -> str:
