@@ -40,19 +40,28 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[dict[str, Any]]) -> int:
         m.reset_running_stats()
         m.momentum = None
         m.train()
-    seen = 0
     try:
-        for batch in batches:
-            x = batch.get("image")
-            if x is None or x.shape[0] < 2:
-                continue
-            model(x)
-            seen += int(x.shape[0])
+        seen = _forward_site_batches(model, batches)
     finally:
         for name, m in layers.items():
             m.momentum = momenta[name]
         model.train(was_training)
         model.eval()
+    return seen
+
+
+def _forward_site_batches(model: nn.Module, batches: Iterable[dict[str, Any]]) -> int:
+    """Run `model` on every batch of two films or more (one has no variance); returns films seen.
+
+    Raises CxrkitError when no batch held two readable films.
+    """
+    seen = 0
+    for batch in batches:
+        x = batch.get("image")
+        if x is None or x.shape[0] < 2:
+            continue
+        model(x)
+        seen += int(x.shape[0])
     if seen == 0:
         raise CxrkitError("AdaBN needs at least 2 readable films")
     return seen
@@ -155,19 +164,11 @@ def adapt_batchnorm_relative(
         for n, m in layers.items()
     ]
     model.eval()
-    seen = 0
     try:
-        for batch in batches:
-            x = batch.get("image")
-            if x is None or x.shape[0] < 2:
-                continue
-            model(x)
-            seen += int(x.shape[0])
+        seen = _forward_site_batches(model, batches)
     finally:
         for h in hooks:
             h.remove()
-    if seen == 0:
-        raise CxrkitError("AdaBN needs at least 2 readable films")
     for name, m in layers.items():
         mu0, var0 = old[name]
         m_s, v_s = (t.to(mu0.dtype) for t in site[name].get())
