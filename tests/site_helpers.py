@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pytest
 import torch
 
 from cxrkit.cli.app import main
@@ -46,6 +47,20 @@ def tiny_model_file(path: Path, seed: int = 0, **card_extra: Any) -> Path:
             path, model, card, extra_tensors={EXTRA_TENSOR: torch.arange(6.0).view(2, 3)}
         )
     return save_model_file(path, model, card)
+
+
+def site_films(shared_data: Path) -> Path:
+    """The shared kermany_site folder (100 labelled films); skips the test where it is absent."""
+    path = shared_data / "kermany_site"
+    if not path.is_dir():
+        pytest.skip("kermany_site not in shared data")
+    return path
+
+
+def model_to_refit(root: Path) -> dict[str, Any]:
+    """A tiny model file in `root`, its digest, and the new file a site verb is to write."""
+    src = tiny_model_file(root / "model.safetensors")
+    return {"src": src, "digest": sha256(src), "out": root / "site" / "model.safetensors"}
 
 
 def run_cxr(*args: str | Path) -> tuple[int, str, str]:

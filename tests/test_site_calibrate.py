@@ -14,31 +14,32 @@ from cxrkit.evaluate import EvaluationError, choose_threshold
 from cxrkit.evaluate.thresholds import parse_threshold_method
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.model_file import read_card
-from site_helpers import assert_one_line_error, run_cxr, sha256, tensors, tiny_model_file
+from site_helpers import (
+    assert_one_line_error,
+    model_to_refit,
+    run_cxr,
+    sha256,
+    site_films,
+    tensors,
+    tiny_model_file,
+)
 
 
 @pytest.fixture(scope="module")
 def site_dir(shared_data: Path) -> Path:
-    path = shared_data / "kermany_site"
-    if not path.is_dir():
-        pytest.skip("kermany_site not in shared data")
-    return path
+    return site_films(shared_data)
 
 
 @pytest.fixture(scope="module")
 def calibrated(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model calibrated on kermany_site (Platt, cost 3), with the JSON report."""
-    root = tmp_path_factory.mktemp("cal")
-    src = tiny_model_file(root / "model.safetensors")
-    digest = sha256(src)
-    out = root / "site" / "model.safetensors"
+    model = model_to_refit(tmp_path_factory.mktemp("cal"))
     code, stdout, err = run_cxr(
-        "calibrate", src, "--data", site_dir, "--out", out, "--method", "cost:3",
+        "calibrate", model["src"], "--data", site_dir, "--out", model["out"], "--method", "cost:3",
         "--probabilities", "platt", "--n-bootstrap", "200", "--json",
     )  # fmt: skip
     assert code == 0, err
-    report = json.loads(stdout)
-    return {"src": src, "digest": digest, "out": out, "report": report, "site": site_dir}
+    return {**model, "report": json.loads(stdout), "site": site_dir}
 
 
 def test_calibrate_changes_only_the_card(calibrated: dict) -> None:
