@@ -84,8 +84,8 @@ def _worker_main(memory_mb: int) -> int:
     """Classify cases from stdin until it closes (protocol of cxrkit.io.frames)."""
     import os
 
-    from cxrkit.io.decode_worker import apply_limits
-    from cxrkit.io.frames import read_frame, read_json, write_json
+    from cxrkit.io.decode_worker import apply_limits, read_requests
+    from cxrkit.io.frames import write_json
     from fuzz_outcomes import classify_read
     from fuzzing import quiet_pydicom
 
@@ -96,13 +96,9 @@ def _worker_main(memory_mb: int) -> int:
 
     apply_limits(memory_mb * 1024 * 1024)
     write_json(out, {"ready": True})
-    while True:
-        try:
-            header = read_json(0)
-            data = bytes(read_frame(0))
-        except FrameEOF:
-            return 0
+    for header, data in read_requests():
         write_json(out, classify_read(data, str(header["name"])))
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: What a worker runs on each request: read_image_bytes(data, name, max_pixels=...).
@@ -96,6 +96,19 @@ def _answer(out: int, read: Reader, data: bytes, name: str, max_pixels: int) -> 
     write_frame(out, memoryview(np.ascontiguousarray(image, dtype="<f4")).cast("B"))
 
 
+def read_requests(fd: int = 0) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each request's JSON header and file bytes read from `fd`, until it closes."""
+    from cxrkit.io.frames import FrameEOF, read_frame, read_json
+
+    while True:
+        try:
+            header = read_json(fd)
+            data = bytes(read_frame(fd))
+        except FrameEOF:
+            return
+        yield header, data
+
+
 def main(argv: list[str], read: Reader | None = None) -> int:
     """Serve requests until stdin closes; `read` defaults to `read_image_bytes`."""
     memory_bytes, cpu_seconds = int(argv[0]), float(argv[1])
@@ -105,18 +118,14 @@ def main(argv: list[str], read: Reader | None = None) -> int:
     _warm_up()
     if read is None:
         from cxrkit.io.read import read_image_bytes as read
-    from cxrkit.io.frames import FrameEOF, read_frame, read_json, write_json
+    from cxrkit.io.frames import write_json
 
     apply_limits(memory_bytes)
     write_json(out, {"ready": True, "pid": os.getpid()})
-    while True:
-        try:
-            header = read_json(0)
-            data = bytes(read_frame(0))
-        except FrameEOF:
-            return 0
+    for header, data in read_requests():
         _cpu_budget(cpu_seconds)
         _answer(out, read, data, str(header.get("name", "<upload>")), int(header["max_pixels"]))
+    return 0
 
 
 if __name__ == "__main__":
