@@ -277,6 +277,18 @@ def _png_join(chunks: list[list[bytes]], fix_crc: bool = True) -> bytes:
     return b"".join(out)
 
 
+def _drop_one(rng: Rng, parts: list[list[Any]], keep_last: bool = False) -> Any:
+    """Remove a random [tag, payload] part (never the last with `keep_last`); returns its tag."""
+    return parts.pop(int(rng.integers(len(parts) - keep_last)))[0]
+
+
+def _duplicate_one(rng: Rng, parts: list[list[Any]]) -> Any:
+    """Insert a copy of a random [tag, payload] part before it; returns its tag."""
+    i = int(rng.integers(len(parts)))
+    parts.insert(i, list(parts[i]))
+    return parts[i][0]
+
+
 def png_chunks(rng: Rng, data: bytes) -> tuple[bytes, str]:
     """IHDR field changes, chunk drop/duplicate/reorder, damaged IDAT, bogus ancillary chunks;
     CRCs are recomputed so the damage reaches the decoder (sometimes they are not)."""
@@ -298,12 +310,9 @@ def png_chunks(rng: Rng, data: bytes) -> tuple[bytes, str]:
         chunks[0][1] = struct.pack(">IIBBBBB", *fields) + chunks[0][1][13:]
         detail = f"ihdr[{index}]={fields[index]}"
     elif action == "drop" and len(chunks) > 1:
-        i = int(rng.integers(len(chunks)))
-        detail = f"drop {chunks.pop(i)[0].decode('latin-1')}"
+        detail = f"drop {_drop_one(rng, chunks).decode('latin-1')}"
     elif action == "duplicate" and chunks:
-        i = int(rng.integers(len(chunks)))
-        chunks.insert(i, list(chunks[i]))
-        detail = f"duplicate {chunks[i][0].decode('latin-1')}"
+        detail = f"duplicate {_duplicate_one(rng, chunks).decode('latin-1')}"
     elif action == "swap" and len(chunks) > 2:
         i, j = (int(v) for v in rng.choice(len(chunks), 2, replace=False))
         chunks[i], chunks[j] = chunks[j], chunks[i]
@@ -383,12 +392,9 @@ def jpeg_markers(rng: Rng, data: bytes) -> tuple[bytes, str]:
         table[1] = magic_values(rng, table[1]) if table[1] else table[1]
         detail = "values"
     elif action == "drop" and len(segments) > 1:
-        segment = segments.pop(int(rng.integers(len(segments) - 1)))
-        detail = f"drop {segment[0]:02X}"
+        detail = f"drop {_drop_one(rng, segments, keep_last=True):02X}"  # SOS stays
     elif action == "duplicate" and segments:
-        i = int(rng.integers(len(segments)))
-        segments.insert(i, list(segments[i]))
-        detail = f"duplicate {segments[i][0]:02X}"
+        detail = f"duplicate {_duplicate_one(rng, segments):02X}"
     elif action == "rst" and len(scan) > 4:
         pos = int(rng.integers(len(scan) - 2))
         scan = scan[:pos] + bytes([0xFF, 0xD0 + int(rng.integers(8))]) + scan[pos:]
