@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,11 +18,14 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from cxrkit.errors import ModelFileError  # noqa: E402
+from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
+from cxrkit.infer.onnx_export import export_onnx  # noqa: E402
 from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
 from cxrkit.infer.predict import FilmFiles, predict_batches  # noqa: E402
+from cxrkit.io import atomic  # noqa: E402
 from cxrkit.models.model_file import load_model_file  # noqa: E402
 from serve_helpers import CLASSES, CXR, kermany_films, save_random_model  # noqa: E402
+from site_helpers import assert_one_line_error, run_cxr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +144,27 @@ def test_onnx_without_card_is_refused(tmp_path: Path) -> None:
         OnnxModel(path)
     with pytest.raises(ModelFileError, match="not found"):
         load_onnx_model(tmp_path / "missing.onnx")
+
+
+def test_full_disk_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing the .onnx: DiskFullError itself, one CLI line; the old file stays."""
+    model = save_random_model(tmp_path / "model.safetensors")
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an earlier export")
+
+    def no_space(data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        fh = os.fdopen(fd, *args, **kwargs)
+        fh.write = no_space
+        return fh
+
+    monkeypatch.setattr(atomic, "os", SimpleNamespace(**{**vars(os), "fdopen": fdopen}))
+    with pytest.raises(DiskFullError) as info:
+        export_onnx(model, out)
+    assert type(info.value) is DiskFullError and "cannot write ONNX" not in str(info.value)
+    code, _, err = run_cxr("export", model, "--out", out)
+    assert_one_line_error(code, err, out.name, "no space left on device")
+    assert out.read_bytes() == b"an earlier export"
+    assert set(tmp_path.iterdir()) == {model, out}  # no temp left beside it

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.errors import CxrkitError
+from cxrkit.errors import CxrkitError, DiskFullError
 from cxrkit.io.atomic import atomic_write
 from cxrkit.models.model_file import CARD_KEY, load_model_file
 
@@ -92,5 +92,7 @@ def torch_onnx_max_diff(
 def _write_atomic(path: Path, data: bytes) -> Path:
     try:
         return atomic_write(path, lambda fh: fh.write(data))
+    except DiskFullError:
+        raise  # already one line, naming the file and the full disk; the old file is kept
     except OSError as exc:
         raise CxrkitError(f"{path}: cannot write ONNX file ({exc})") from exc
