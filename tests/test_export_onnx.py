@@ -19,13 +19,14 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
+from cxrkit.infer import onnx_export  # noqa: E402
 from cxrkit.infer.onnx_export import export_onnx  # noqa: E402
 from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
 from cxrkit.infer.predict import FilmFiles, predict_batches  # noqa: E402
 from cxrkit.io import atomic  # noqa: E402
 from cxrkit.models.model_file import load_model_file  # noqa: E402
 from serve_helpers import CLASSES, CXR, kermany_films, save_random_model  # noqa: E402
-from site_helpers import assert_one_line_error, run_cxr  # noqa: E402
+from site_helpers import assert_one_line_error, run_cxr, tiny_model_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,54 @@ def test_full_disk_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.Monke
     assert_one_line_error(code, err, out.name, "no space left on device")
     assert out.read_bytes() == b"an earlier export"
     assert set(tmp_path.iterdir()) == {model, out}  # no temp left beside it
+
+
+def _small_model(tmp_path: Path, size: int) -> Path:
+    """small_cnn at `size` px: its adaptive pool must make a 16x16 grid of a smaller map."""
+    preprocessing = {"size": size, "resize_mode": "squash", "crop": None}
+    return tiny_model_file(tmp_path / f"model{size}.safetensors", preprocessing=preprocessing)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_small_card_sizes_export_and_match_torch(tmp_path: Path, size: int) -> None:
+    model = _small_model(tmp_path, size)
+    out = tmp_path / "model.onnx"
+    code, _, err = run_cxr("export", model, "--out", out)
+    assert code == 0, err
+    assert "max |logit difference| vs torch" in " ".join(err.split())  # wrapped to the console
+    net, _ = load_model_file(model)
+    films = torch.rand(3, 1, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = net.eval()(films).numpy()
+    for batch in (1, 3):
+        got = OnnxModel(out).logits(films[:batch].numpy())
+        np.testing.assert_allclose(got, want[:batch], atol=1e-5)
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(4, 16), (8, 16), (12, 16), (25, 16), (7, 3), (5, 5)])
+def test_matrix_pool_equals_adaptive_pooling(n_in: int, n_out: int) -> None:
+    x = torch.rand(2, 3, n_in, n_in + 1)
+    pool = onnx_export._MatrixAvgPool2d((n_in, n_in + 1), (n_out, n_out))
+    want = torch.nn.functional.adaptive_avg_pool2d(x, n_out)
+    torch.testing.assert_close(pool(x), want, atol=1e-6, rtol=1e-6)
+
+
+def test_large_card_size_graph_keeps_adaptive_pooling(tmp_path: Path) -> None:
+    """At the design size (a 16x16 map) nothing is swapped: the graph is what it always was."""
+    import onnx
+
+    out = tmp_path / "model.onnx"
+    onnx_export.export_onnx(_small_model(tmp_path, 128), out)
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "MatMul" not in ops
+
+
+def test_an_unexportable_model_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the TorchScript exporter refuses comes out as `error: ...`, exit 2."""
+    monkeypatch.setattr(onnx_export, "_exportable_pooling", lambda model, sizes: model)
+    out = tmp_path / "model.onnx"
+    code, _, err = run_cxr("export", _small_model(tmp_path, 32), "--out", out)
+    assert_one_line_error(code, err, "small_cnn at 32 px", "onnx", "adaptive_avg_pool2d")
+    assert not out.exists()
