@@ -48,5 +48,11 @@ def lungmask_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def site_dir(shared_data: Path) -> Path:
+    """../shared/data/kermany_site: 100 labelled films of a new site (the site tools' set)."""
+    return _need(shared_data / "kermany_site")
+
+
+@pytest.fixture(scope="session")
 def weights_dir() -> Path:
     return _need(SHARED / "weights")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pytest
 import torch
 
 from cxrkit.cli.app import main
@@ -49,16 +48,8 @@ def tiny_model_file(path: Path, seed: int = 0, **card_extra: Any) -> Path:
     return save_model_file(path, model, card)
 
 
-def site_films(shared_data: Path) -> Path:
-    """The shared kermany_site folder (100 labelled films); skips the test where it is absent."""
-    path = shared_data / "kermany_site"
-    if not path.is_dir():
-        pytest.skip("kermany_site not in shared data")
-    return path
-
-
-def model_to_refit(root: Path) -> dict[str, Any]:
-    """A tiny model file in `root`, its digest, and the new file a site verb is to write."""
+def to_refit(root: Path) -> dict[str, Any]:
+    """A tiny model file to refit in `root`, its digest, and the new file a site verb writes."""
     src = tiny_model_file(root / "model.safetensors")
     return {"src": src, "digest": sha256(src), "out": root / "site" / "model.safetensors"}
 

@@ -12,26 +12,13 @@ import torch
 from cxrkit.models.model_file import load_model_file, read_card
 from cxrkit.site.adapt import BN_BUFFERS, batchnorm_layers
 from cxrkit.site.prior import em_prior, training_prior
-from site_helpers import (
-    assert_one_line_error,
-    model_to_refit,
-    run_cxr,
-    sha256,
-    site_films,
-    tensors,
-    tiny_model_file,
-)
-
-
-@pytest.fixture(scope="module")
-def site_dir(shared_data: Path) -> Path:
-    return site_films(shared_data)
+from site_helpers import assert_one_line_error, run_cxr, sha256, tensors, tiny_model_file, to_refit
 
 
 @pytest.fixture(scope="module")
 def adapted(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model adapted on kermany_site's films (batches of 20: equal-size batches)."""
-    model = model_to_refit(tmp_path_factory.mktemp("adapt"))
+    model = to_refit(tmp_path_factory.mktemp("adapt"))
     code, _, err = run_cxr(
         "adapt", model["src"], "--data", site_dir, "--out", model["out"], "--batch-size", "20"
     )

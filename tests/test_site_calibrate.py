@@ -14,26 +14,13 @@ from cxrkit.evaluate import EvaluationError, choose_threshold
 from cxrkit.evaluate.thresholds import parse_threshold_method
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.model_file import read_card
-from site_helpers import (
-    assert_one_line_error,
-    model_to_refit,
-    run_cxr,
-    sha256,
-    site_films,
-    tensors,
-    tiny_model_file,
-)
-
-
-@pytest.fixture(scope="module")
-def site_dir(shared_data: Path) -> Path:
-    return site_films(shared_data)
+from site_helpers import assert_one_line_error, run_cxr, sha256, tensors, tiny_model_file, to_refit
 
 
 @pytest.fixture(scope="module")
 def calibrated(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model calibrated on kermany_site (Platt, cost 3), with the JSON report."""
-    model = model_to_refit(tmp_path_factory.mktemp("cal"))
+    model = to_refit(tmp_path_factory.mktemp("cal"))
     code, stdout, err = run_cxr(
         "calibrate", model["src"], "--data", site_dir, "--out", model["out"], "--method", "cost:3",
         "--probabilities", "platt", "--n-bootstrap", "200", "--json",
