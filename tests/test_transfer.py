@@ -196,3 +196,19 @@ def test_the_reference_loads_back_from_the_model_file(effnet_run: Path) -> None:
     ref = load_feature_reference(effnet_run)
     card = read_card(effnet_run)
     assert ref is not None and ref.threshold == pytest.approx(card["ood"]["threshold"], rel=1e-5)
+
+
+def test_the_card_names_its_data_and_weights_without_local_paths(
+    effnet_run: Path, kermany_dir: Path
+) -> None:
+    card = read_card(effnet_run)
+    text = json.dumps(card)
+    assert (
+        str(kermany_dir.parent) not in text
+        and "/work/" not in text
+        and str(Path.home()) not in text
+    )
+    data = card["training"]["data"]
+    assert data["name"] == "kermany_pneumonia" and data["n_films"] == 400
+    assert len(data["labels_sha256"]) == 64 and sum(data["class_counts"].values()) == 400
+    assert card["training"]["weights"]["file"] == Path(EFFNET).name

@@ -397,9 +397,9 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
         "thresholds": [float(t) for t in thresholds],
         "threshold_method": cfg.threshold_method,
         "training": {
-            "data": str(Path(data).resolve()),
+            "data": data_fingerprint(table, data),
             "mode": cfg.mode,
-            "weights": cfg.weights,
+            "weights": _weights_record(cfg),
             "n_train": int(len(splits["train"])),
             "class_counts": _class_counts(table, splits["train"]),
             "n_val": int(len(splits["val"])),
@@ -408,10 +408,47 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
             "best_epoch": result.best_epoch,
             "stopped_early": result.stopped_early,
             "wall_seconds": round(seconds, 1),
-            "config": cfg.to_dict(),
+            "config": _portable_config(cfg),
             **provenance(),
         },
     }
+
+
+_PATH_OPTIONS = ("weights", "cache_dir", "split_file")
+
+
+def data_fingerprint(table: LabelTable, data: str | Path) -> dict[str, Any]:
+    """The training data as a name plus a content fingerprint, never a local path.
+
+    `labels_sha256` hashes the (relative path, labels, patient) rows actually used, so the
+    same films and labels give the same fingerprint on any machine.
+    """
+    h = hashlib.sha256()
+    for i, rec in enumerate(table.records):
+        h.update(f"{table.relpath(i)}\t{rec.labels}\t{rec.patient_id}\n".encode())
+    p = Path(data)
+    return {
+        "name": p.parent.name if p.suffix.lower() == ".csv" else p.name,
+        "labels_sha256": h.hexdigest(),
+        "n_films": len(table),
+        "class_counts": table.class_counts(),
+    }
+
+
+def _weights_record(cfg: TrainConfig) -> dict[str, Any] | str | None:
+    """Initial weights as a file name plus content hash ('hub' / None as they are)."""
+    if cfg.weights in (None, "hub"):
+        return cfg.weights
+    return {"file": Path(cfg.weights).name, "sha256_16": _weights_id(cfg)}
+
+
+def _portable_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The config for the card: path options reduced to their file or folder names."""
+    out = cfg.to_dict()
+    for key in _PATH_OPTIONS:
+        if isinstance(out.get(key), str) and out[key] != "hub":
+            out[key] = Path(out[key]).name
+    return out
 
 
 def _class_counts(table: LabelTable, idx: np.ndarray) -> dict[str, int]:
