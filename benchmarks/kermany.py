@@ -64,6 +64,19 @@ RECIPES: dict[str, tuple[Path | None, dict[str, Any]]] = {
         DEMO,
         {"augment": SCANNER_AUG, "feature_augment_copies": 4, "head_hidden": None},
     ),
+    "effnet-lite0 codes, scanner aug, midpoint threshold": (
+        DEMO,
+        {"augment": SCANNER_AUG, "threshold_method": "midpoint"},
+    ),
+    "effnet-lite0 codes, scanner aug x4, linear head, midpoint threshold": (
+        DEMO,
+        {
+            "augment": SCANNER_AUG,
+            "feature_augment_copies": 4,
+            "head_hidden": None,
+            "threshold_method": "midpoint",
+        },
+    ),
     "effnet-lite0 codes @160, scanner aug": (DEMO, {"augment": SCANNER_AUG, "image_size": 160}),
     "effnet-lite0 codes, lung crop, scanner aug": (
         DEMO,

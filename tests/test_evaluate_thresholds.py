@@ -86,3 +86,30 @@ def test_validation_threshold_applied_to_test():
     assert m["threshold"] == pytest.approx(0.6)
     tp = np.sum((s_test >= 0.6) & (y_test == 1))
     assert m["sensitivity"] == pytest.approx(tp / np.sum(y_test == 1))
+
+
+def test_midpoint_sits_halfway_in_log_odds_between_the_class_medians() -> None:
+    from cxrkit.evaluate.thresholds import choose_threshold
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.01, 0.1, 0.2, 0.8, 0.9, 0.99])  # medians 0.1 and 0.9: log-odds -2.2, +2.2
+    assert choose_threshold(y, p, "midpoint") == pytest.approx(0.5)
+    p2 = np.array([0.001, 0.01, 0.3, 0.6, 0.9, 0.999])  # medians 0.01 and 0.9
+    expected = 1 / (1 + np.exp(-0.5 * (np.log(0.01 / 0.99) + np.log(0.9 / 0.1))))
+    assert choose_threshold(y, p2, "midpoint") == pytest.approx(expected)
+
+
+def test_midpoint_keeps_a_margin_when_the_negatives_shift_up() -> None:
+    from cxrkit.evaluate.thresholds import choose_threshold
+
+    rng = np.random.default_rng(0)
+    # a few positives look normal (mild disease): Youden reaches down for them
+    neg, pos = rng.normal(-4, 1, 400), np.r_[rng.normal(4, 1, 380), rng.normal(-1.5, 1, 20)]
+    y = np.r_[np.zeros(400), np.ones(400)].astype(int)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    p = sig(np.r_[neg, pos])
+    t_youden, t_mid = (choose_threshold(y, p, m) for m in ("youden", "midpoint"))
+    shifted_neg = sig(neg + 2.5)  # another site: normal films look more like pneumonia
+    assert np.mean(shifted_neg >= t_mid) < 0.2 * np.mean(shifted_neg >= t_youden)
+    with pytest.raises(EvaluationError):
+        choose_threshold(y, p, "midpoint:3")

@@ -1,8 +1,9 @@
-"""Operating-point selection: Youden's J, a target sensitivity, or the least expected cost.
+"""Operating-point selection: Youden's J, a target sensitivity, the least expected cost, or
+the midpoint between the classes.
 
 Method spellings (training's `threshold_method`, `cxr calibrate --method`): ``youden``;
 ``sensitivity`` (with ``target_sensitivity``) or ``sensitivity:0.95``; ``cost:RATIO`` where
-RATIO = cost of a missed positive / cost of a false alarm.
+RATIO = cost of a missed positive / cost of a false alarm; ``midpoint``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sklearn.metrics import roc_curve
 
 from cxrkit.evaluate.validation import EvaluationError, check_inputs
 
-METHODS = ("youden", "sensitivity", "cost")
+METHODS = ("youden", "sensitivity", "cost", "midpoint")
+_NO_PARAMETER = ("youden", "midpoint")
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -23,9 +25,10 @@ def parse_threshold_method(method: str, target_sensitivity: float = 0.95) -> tup
     """Split a method spelling into (name, parameter): target sensitivity or cost ratio."""
     name, sep, raw = str(method).strip().partition(":")
     name = name.strip().lower()
-    if name not in METHODS or (name == "youden" and sep) or (name == "cost" and not sep):
+    if name not in METHODS or (name in _NO_PARAMETER and sep) or (name == "cost" and not sep):
         raise EvaluationError(
-            f"threshold method must be youden, sensitivity[:X] or cost:RATIO, got {method!r}"
+            "threshold method must be youden, midpoint, sensitivity[:X] or cost:RATIO, "
+            f"got {method!r}"
         )
     if not sep:
         return name, float(target_sensitivity) if name == "sensitivity" else float("nan")
@@ -52,8 +55,11 @@ def choose_threshold(
     ``sensitivity`` (or ``sensitivity:X``) returns the highest threshold whose sensitivity
     reaches ``target_sensitivity`` (i.e. the best specificity meeting the target).
     ``cost:RATIO`` minimises RATIO * missed positives + false alarms on these films (ties:
-    the highest threshold). Raises :class:`EvaluationError` when ``y_true_binary`` holds
-    only one outcome.
+    the highest threshold). ``midpoint`` lies halfway, in log-odds, between the median
+    score of the negatives and that of the positives: it ignores where the two classes'
+    tails happen to cross on these films, so it keeps a margin on both sides when another
+    site's films shift the scores (Youden's threshold sits at the edge of one class).
+    Raises :class:`EvaluationError` when ``y_true_binary`` holds only one outcome.
     """
     name, value = parse_threshold_method(method, target_sensitivity)
     if name == "sensitivity":
@@ -73,6 +79,8 @@ def choose_threshold(
     if not 0.0 < target_sensitivity <= 1.0:
         raise EvaluationError(f"target_sensitivity must lie in (0, 1], got {target_sensitivity}")
 
+    if name == "midpoint":
+        return _log_odds_midpoint(s[y == 0], s[y == 1])
     fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
     if name == "youden":
         idx = int(np.argmax(tpr - fpr))
@@ -85,6 +93,14 @@ def choose_threshold(
     if not np.isfinite(t):  # roc_curve's first threshold (+inf) means "nothing is positive"
         t = float(np.nextafter(s.max(), np.inf))
     return t
+
+
+def _log_odds_midpoint(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Probability halfway (in log-odds) between the two classes' median probabilities."""
+    eps = 1e-6
+    logit = lambda p: np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1))  # noqa: E731
+    middle = 0.5 * (float(np.median(logit(negatives))) + float(np.median(logit(positives))))
+    return float(1.0 / (1.0 + np.exp(-middle)))
 
 
 def choose_thresholds(

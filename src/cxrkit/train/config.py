@@ -57,7 +57,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     cache_dir: str | None = None  # decoded films and CNN codes; default ~/.cache/cxrkit
-    threshold_method: str = "youden"  # youden | sensitivity[:X] | cost:RATIO
+    threshold_method: str = "youden"  # youden | midpoint | sensitivity[:X] | cost:RATIO
     target_sensitivity: float = 0.95
     max_images: int | None = None  # use a stratified subset (for smoke tests)
     fix_polarity: bool = False  # invert films the polarity model is sure are inverted
