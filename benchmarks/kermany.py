@@ -70,13 +70,22 @@ OLD_DEMO = {
 RECIPES: dict[str, tuple[Path | None, dict[str, Any]]] = {
     "effnet-lite0 codes, default aug (old demo)": (DEMO, OLD_DEMO),
     "effnet-lite0 codes, scanner aug": (DEMO, {**OLD_DEMO, "augment": SCANNER_AUG}),
-    "effnet-lite0 codes, scanner aug x4, linear head": (
+    "effnet-lite0 codes, scanner aug x4": (
         DEMO,
-        {**OLD_DEMO, "augment": SCANNER_AUG, "feature_augment_copies": 4, "head_hidden": None},
+        {**OLD_DEMO, "augment": SCANNER_AUG, "feature_augment_copies": 4},
     ),
     "effnet-lite0 codes, scanner aug, midpoint threshold": (
         DEMO,
         {**OLD_DEMO, "augment": SCANNER_AUG, "threshold_method": "midpoint"},
+    ),
+    "effnet-lite0 codes, scanner aug x4, midpoint threshold": (
+        DEMO,
+        {
+            **OLD_DEMO,
+            "augment": SCANNER_AUG,
+            "feature_augment_copies": 4,
+            "threshold_method": "midpoint",
+        },
     ),
     "effnet-lite0 codes, scanner aug x4, linear head, midpoint threshold": (
         DEMO,
@@ -105,9 +114,10 @@ RECIPES: dict[str, tuple[Path | None, dict[str, Any]]] = {
             "weights": str(MOBILENET),
         },
     ),
-    "effnet-lite0 finetune last 2 blocks @160, scanner aug": (
+    "effnet-lite0 finetune last 2 blocks @160, scanner aug, MLP head": (
         DEMO,
-        {**OLD_DEMO, **FINETUNE, "augment": SCANNER_AUG, "finetune_blocks": 2},
+        # measured with the MLP head: FINETUNE's head_hidden None was not applied then
+        {**OLD_DEMO, **FINETUNE, "augment": SCANNER_AUG, "finetune_blocks": 2, "head_hidden": 256},
     ),
     "mobilenet_v2 finetune last 4 blocks @160, scanner aug": (
         DEMO,
@@ -155,7 +165,10 @@ def run(args: argparse.Namespace) -> None:
             target = RESULTS / f"{slug(name)}-seed{seed}.json"
             if target.is_file() and not args.force:
                 continue
-            cfg = load_config(config, {**overrides, "split_file": str(split_csv), "seed": seed})
+            # as --set: a None value (e.g. head_hidden: None, a linear head) applies too
+            cfg = load_config(
+                config, sets={**overrides, "split_file": str(split_csv), "seed": seed}
+            )
             run_dir = out / f"{slug(name)}-seed{seed}"
             t0, cpu0 = time.time(), time.process_time()
             internal = train(args.data, run_dir, cfg, show_progress=False, external=[args.site])
