@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from cxrkit.guard.synth import GENERATORS_VERSION, make_examples
 from cxrkit.io.atomic import atomic_write
+from cxrkit.models.model_file import data_record
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import FilmRef, decode_films, discover, split_patients
 from cxrkit.polarity.model import save_polarity_model
@@ -121,8 +122,8 @@ def _train(
         "preprocessing": {"size": cfg.input_size, "resize_mode": "squash", "channels": "grayscale"},
         "thresholds": thresholds,
         "training": {
-            "data": [str(Path(d).resolve()) for d in data_dirs],
-            "exclude": list(exclude),
+            "data": [data_record(d) for d in data_dirs],
+            "exclude": [data_record(e)["name"] for e in exclude],
             "config": asdict(cfg),
         },
         "metrics": metrics,

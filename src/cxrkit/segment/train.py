@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
-from cxrkit.models.model_file import provenance
+from cxrkit.models.model_file import data_record, provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.data import load_mask_table, read_pair
 from cxrkit.segment.evaluate import score_films, write_results
@@ -199,7 +199,7 @@ def train_lung_model(
     card = _card(cfg, choice)
     card["training"].update(
         {
-            "data": str(Path(data).resolve()),
+            "data": data_record(data),
             "n_train": len(splits["train"]),
             "n_val": len(splits["val"]),
             "n_test": len(splits["test"]),
