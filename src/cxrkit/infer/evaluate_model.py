@@ -94,11 +94,12 @@ def evaluate_model(
     metrics["unreadable_films"] = len(indices) - len(got)
     internal = (card.get("metrics") or {}).get("test")
     if internal or external:
-        from cxrkit.infer.external import score_external, set_name
+        from cxrkit.data.identity import dataset_name
+        from cxrkit.infer.external import score_external
 
         score_external(
             model_path,
-            (set_name(data) + (f" ({split})" if split else ""), metrics),
+            (dataset_name(data) + (f" ({split})" if split else ""), metrics),
             external,
             out_dir,
             title=title,

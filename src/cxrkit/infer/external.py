@@ -7,18 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cxrkit.data.identity import dataset_name
 from cxrkit.evaluate.pipeline import FILES
 from cxrkit.evaluate.report import write_report
 from cxrkit.evaluate.transfer import comparison_rows, headline, transfer_warnings
 from cxrkit.models.model_file import read_card
 
 TRANSFER_FILE = "transfer.json"
-
-
-def set_name(data: str | Path) -> str:
-    """A dataset's display name: its folder's name (a labels.csv names its folder)."""
-    p = Path(data)
-    return p.parent.name if p.suffix.lower() == ".csv" else p.name
 
 
 def score_external(
@@ -46,7 +41,7 @@ def score_external(
     sets.append(shown)
     used = {name for name, _ in sets}
     for data in external:
-        name = _unique(set_name(data), used)
+        name = _unique(dataset_name(data), used)
         metrics = evaluate_model(model_path, data, out / "external" / name, **evaluate_kw)
         sets.append((name, metrics))
     rows = comparison_rows(sets)

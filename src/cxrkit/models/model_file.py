@@ -119,16 +119,3 @@ def read_extra_tensors(path: str | Path, prefix: str) -> dict[str, torch.Tensor]
     path = find_model_file(path)
     with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
-
-
-def data_record(folder: str | Path) -> dict[str, Any]:
-    """A data folder as a model card names it: its name and the SHA-256 of its labels.csv
-    (when it has one), never its local path."""
-    import hashlib
-
-    p = Path(folder)
-    labels = p if p.suffix.lower() == ".csv" else p / "labels.csv"
-    record: dict[str, Any] = {"name": (p.parent if p.suffix.lower() == ".csv" else p).name}
-    if labels.is_file():
-        record["labels_sha256"] = hashlib.sha256(labels.read_bytes()).hexdigest()
-    return record

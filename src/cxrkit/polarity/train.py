@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrkit.data.identity import data_record
 from cxrkit.guard.synth import GENERATORS_VERSION, make_examples
 from cxrkit.io.atomic import atomic_write
-from cxrkit.models.model_file import data_record
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import FilmRef, decode_films, discover, split_patients
 from cxrkit.polarity.model import save_polarity_model
@@ -123,7 +123,7 @@ def _train(
         "thresholds": thresholds,
         "training": {
             "data": [data_record(d) for d in data_dirs],
-            "exclude": [data_record(e)["name"] for e in exclude],
+            "exclude": [Path(e).name for e in exclude],
             "config": asdict(cfg),
         },
         "metrics": metrics,

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrkit.data.identity import data_record
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
-from cxrkit.models.model_file import data_record, provenance
+from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.data import load_mask_table, read_pair
 from cxrkit.segment.evaluate import score_films, write_results

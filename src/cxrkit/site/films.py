@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit.data.table import LABELS_CSV, load_table
+from cxrkit.data.cache import file_sha256
+from cxrkit.data.identity import dataset_name, labels_file
+from cxrkit.data.table import load_table
 from cxrkit.errors import CxrkitError, DatasetError
 
 
@@ -28,12 +30,6 @@ class SiteSet:
     class_counts: dict[str, int] | None = None
 
 
-def set_name(data: str | Path) -> str:
-    """The set's folder name (never an absolute path): `x/site/labels.csv` -> `site`."""
-    p = Path(data).expanduser().absolute()
-    return (p.parent if p.is_file() else p).name
-
-
 def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
     """A labelled site set in the card's classes; patients from `patient_id` when present."""
     src = Path(data).expanduser()
@@ -45,10 +41,10 @@ def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
         task=card["task"],
         class_names=card["class_names"],
     )
-    labels_file = src if src.is_file() else src / LABELS_CSV
-    digest = _sha256(labels_file) if labels_file.is_file() else _listing_sha256(table)
+    labels = labels_file(src)
+    digest = file_sha256(labels) if labels.is_file() else _listing_sha256(table)
     return SiteSet(
-        name=set_name(src),
+        name=dataset_name(src),
         paths=[rec.path for rec in table.records],
         y=table.targets(),
         groups=np.asarray(table.patient_ids()),
@@ -64,13 +60,13 @@ def unlabelled_site(data: str | Path) -> SiteSet:
     src = Path(data).expanduser()
     if not src.exists():
         raise DatasetError(f"{src}: no such site folder or labels.csv")
-    csv_file = src if src.is_file() else src / LABELS_CSV
+    csv_file = labels_file(src)
     if src.is_file() and src.suffix.lower() != ".csv":
         raise DatasetError(f"{src}: give a folder of films or a labels.csv, not one film")
     paths = _csv_paths(csv_file) if csv_file.is_file() else expand_paths([src])
     if not paths:
         raise DatasetError(f"{src}: no films found")
-    return SiteSet(name=set_name(src), paths=paths)
+    return SiteSet(name=dataset_name(src), paths=paths)
 
 
 def _csv_paths(csv_file: Path) -> list[Path]:
@@ -85,10 +81,6 @@ def _csv_paths(csv_file: Path) -> list[Path]:
     root = csv_file.parent.absolute()
     found = [root / (r.get("path") or "").strip() for r in rows if (r.get("path") or "").strip()]
     return [p for p in found if p.is_file()]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _listing_sha256(table: Any) -> str:

@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader
 
 from cxrkit.data.augment import build_augmentation_from_dict
 from cxrkit.data.balance import class_weights, sample_weights
+from cxrkit.data.cache import file_sha256
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.data.identity import dataset_name
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
@@ -369,12 +371,7 @@ def _subset(table: LabelTable, n: int, seed: int) -> LabelTable:
 def _weights_id(cfg: TrainConfig) -> str:
     if cfg.weights in (None, "hub"):
         return f"{cfg.weights or 'random'}-{cfg.seed}"
-    p = Path(cfg.weights)
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(cfg.weights)[:16]
 
 
 def _model_card(cfg, table, spec, size, task, thresholds, splits, result, seconds, data) -> dict:
@@ -426,9 +423,8 @@ def data_fingerprint(table: LabelTable, data: str | Path) -> dict[str, Any]:
     h = hashlib.sha256()
     for i, rec in enumerate(table.records):
         h.update(f"{table.relpath(i)}\t{rec.labels}\t{rec.patient_id}\n".encode())
-    p = Path(data)
     return {
-        "name": p.parent.name if p.suffix.lower() == ".csv" else p.name,
+        "name": dataset_name(data),
         "labels_sha256": h.hexdigest(),
         "n_films": len(table),
         "class_counts": table.class_counts(),
@@ -454,9 +450,9 @@ def _portable_config(cfg: TrainConfig) -> dict[str, Any]:
 def _class_counts(table: LabelTable, idx: np.ndarray) -> dict[str, int]:
     """Films per class in a split (multi-label: films carrying each finding)."""
     y = table.targets()[idx]
-    n = len(table.class_names)
-    counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=n)
-    return {c: int(n) for c, n in zip(table.class_names, counts, strict=True)}
+    n_classes = len(table.class_names)
+    counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=n_classes)
+    return {c: int(k) for c, k in zip(table.class_names, counts, strict=True)}
 
 
 def _yaml(d: dict) -> str:

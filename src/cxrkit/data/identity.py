@@ -1,0 +1,32 @@
+"""How a dataset is named in model cards and reports: its folder's name and a content hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cxrkit.data.cache import file_sha256
+from cxrkit.data.table import LABELS_CSV
+
+
+def dataset_name(source: str | Path) -> str:
+    """A dataset's display name, never a path: its folder's name (a labels.csv names the
+    folder holding it; `.` names the current folder)."""
+    p = Path(source).expanduser().absolute()
+    return (p.parent if p.is_file() or p.suffix.lower() == ".csv" else p).name
+
+
+def labels_file(source: str | Path) -> Path:
+    """The labels.csv a dataset source means (the file itself, or the one in the folder)."""
+    p = Path(source).expanduser()
+    return p if p.is_file() or p.suffix.lower() == ".csv" else p / LABELS_CSV
+
+
+def data_record(source: str | Path) -> dict[str, Any]:
+    """A dataset as a model card names it: its name and the SHA-256 of its labels.csv (when
+    it has one), never its local path."""
+    record: dict[str, Any] = {"name": dataset_name(source)}
+    labels = labels_file(source)
+    if labels.is_file():
+        record["labels_sha256"] = file_sha256(labels)
+    return record
