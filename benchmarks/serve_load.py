@@ -92,6 +92,8 @@ class server:  # noqa: N801 - used as a context manager, like open()
             str(self.port),
             "--runtime",
             runtime,
+            "--rate-limit",  # one loopback IP stands for many clients: measure capacity
+            "off",
         ]
 
     def __enter__(self) -> tuple[str, int]:

@@ -145,7 +145,8 @@ def client(model_file: Path) -> Iterator[object]:
 
     from cxrkit.serve import ServeSettings, create_app
 
-    settings = ServeSettings(token=None, decode_workers=2, decode_timeout_s=20.0)
+    # rate limit off: this test posts its cases back to back from one client
+    settings = ServeSettings(token=None, decode_workers=2, decode_timeout_s=20.0, rate_limit=0)
     with TestClient(create_app(model_file, settings=settings)) as c:
         yield c
 

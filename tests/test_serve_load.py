@@ -23,7 +23,8 @@ def test_short_load_has_no_errors(tmp_path: Path, kermany_dir: Path) -> None:
     finally:
         sys.path.remove(str(BENCH))
     model = save_random_model(tmp_path / "model.safetensors")
-    app = create_app(model, settings=ServeSettings(token=None))
+    # all clients share one loopback IP; the per-client rate limit would answer 429
+    app = create_app(model, settings=ServeSettings(token=None, rate_limit=0))
     with serve_in_thread(app) as base:  # real uvicorn on loopback, in this process
         report = main(
             [
