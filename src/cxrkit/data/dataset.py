@@ -58,7 +58,8 @@ class CXRDataset(Dataset):
         self.cache = (
             DecodeCache(cache_dir, size, resize_mode, crop) if cache_dir is not None else None
         )
-        self._targets = table.targets()
+        # Uncertain multi-label findings are NaN here; the multi-label loss skips them.
+        self._targets = table.targets(mask_uncertain=True)
         self.bad_files: list[tuple[str, str]] = []
 
     def __len__(self) -> int:

@@ -21,6 +21,9 @@ MULTILABEL_SEP = "|"
 NEGATIVE_NAMES = frozenset({"normal", "negative", "no finding", "healthy", "none", "0", "false"})
 # In a multi-label column this value is the same as an empty cell (NIH's convention).
 NO_FINDING = "no finding"
+# Optional multi-label column: findings that are uncertain or not labelled for a film (the
+# third state beside present and absent); they are masked out of the loss, never negatives.
+UNCERTAIN_COLUMN = "uncertain"
 _MAX_LISTED = 5
 
 
@@ -32,6 +35,7 @@ class Record:
     labels: tuple[str, ...]
     patient_id: str
     row: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    uncertain: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,14 +63,22 @@ class LabelTable:
         """Number of classes (target columns)."""
         return len(self.class_names)
 
-    def targets(self) -> np.ndarray:
-        """(N,) int64 class indices, or (N, C) float32 multi-hot rows for multilabel."""
+    def targets(self, mask_uncertain: bool = False) -> np.ndarray:
+        """(N,) int64 class indices, or (N, C) float32 multi-hot rows for multilabel.
+
+        With `mask_uncertain=True` (multilabel only) a record's uncertain findings are NaN
+        (the loss skips them); by default they are 0, as a finding not marked present.
+        """
         index = {name: i for i, name in enumerate(self.class_names)}
         if self.task == "multilabel":
             out = np.zeros((len(self.records), len(self.class_names)), dtype=np.float32)
             for i, rec in enumerate(self.records):
                 for name in rec.labels:
                     out[i, index[name]] = 1.0
+                if mask_uncertain:
+                    for name in rec.uncertain:
+                        if name in index:
+                            out[i, index[name]] = np.nan
             return out
         return np.array([index[rec.labels[0]] for rec in self.records], dtype=np.int64)
 
@@ -169,6 +181,8 @@ def _from_csv(
         path = row.get("path", "")
         pid = row.get("patient_id", "") if has_patient else ""
         raw.append((path, row.get(label_column, ""), pid, row))
+    if UNCERTAIN_COLUMN in columns and task is None:
+        task = "multilabel"  # a third label state only exists for multi-label findings
     return _build(root, raw, label_column, strict, task, class_names, str(csv_path), min_classes)
 
 
@@ -262,7 +276,16 @@ def _build(
             skipped.append((rel, f"unknown label {unknown[0]!r}"))
             continue
         patient = pid or Path(rel).stem
-        kept.append(Record(path=path, labels=labels, patient_id=patient, row=row))
+        uncertain: tuple[str, ...] = ()
+        if multilabel and row.get(UNCERTAIN_COLUMN):
+            uncertain = tuple(
+                n
+                for n in _split_multi(row[UNCERTAIN_COLUMN])
+                if n not in labels and (known is None or n in known)
+            )
+        kept.append(
+            Record(path=path, labels=labels, patient_id=patient, row=row, uncertain=uncertain)
+        )
 
     if strict and skipped:
         listed = "; ".join(f"{p or '<empty>'}: {r}" for p, r in skipped[:_MAX_LISTED])
@@ -277,7 +300,7 @@ def _build(
         )
 
     if class_names is None:
-        found = sorted({name for rec in kept for name in rec.labels})
+        found = sorted({name for rec in kept for name in (*rec.labels, *rec.uncertain)})
         if task is None:
             task = "binary" if len(found) == 2 else "multiclass"
         if task == "binary":

@@ -45,11 +45,18 @@ def validation_score(y_true: np.ndarray, probs: np.ndarray, task: str) -> float:
             return float(roc_auc_score(y_true, probs[:, 1]))
         if task == "multiclass":
             return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
-        keep = [c for c in range(y_true.shape[1]) if 0 < y_true[:, c].sum() < len(y_true)]
-        return float(roc_auc_score(y_true[:, keep], probs[:, keep], average="macro"))
+        aucs = []  # per finding over its known (non-NaN) entries, uncertain ones left out
+        for c in range(y_true.shape[1]):
+            known = ~np.isnan(y_true[:, c])
+            if 0 < y_true[known, c].sum() < known.sum():
+                aucs.append(roc_auc_score(y_true[known, c], probs[known, c]))
+        if not aucs:
+            raise ValueError("no finding with both classes")
+        return float(np.mean(aucs))
     except ValueError:
         if task == "multilabel":
-            return float(((probs >= 0.5) == y_true).mean())
+            known = ~np.isnan(y_true)
+            return float(((probs >= 0.5) == y_true)[known].mean()) if known.any() else 0.0
         return float((probs.argmax(1) == y_true).mean())
 
 
