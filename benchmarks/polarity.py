@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrkit.guard.synth import make_examples
 from cxrkit.io import read_image, resize_film
 from cxrkit.polarity import check_paths, load_polarity_model
 from cxrkit.polarity.films import discover, split_patients
+from cxrkit.polarity.synth import make_examples
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

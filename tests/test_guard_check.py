@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxrkit.guard import GuardResult, check_film, check_films
-from cxrkit.guard.synth import make_examples
+from cxrkit.polarity.synth import make_examples
 from polarity_films import held_out_films, read_all
 
 PER_SOURCE = {"kermany_pneumonia": 40, "nih1000": 30, "covid_lungmasks": 14, "samples": 6}

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from cxrkit.data.identity import data_record
-from cxrkit.guard.synth import GENERATORS_VERSION, make_examples
 from cxrkit.io.atomic import atomic_write
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import FilmRef, decode_films, discover, split_patients
 from cxrkit.polarity.model import save_polarity_model
 from cxrkit.polarity.net import CLASSES, NEGATIVE, NOT_CXR, POSITIVE, PolarityNet
+from cxrkit.polarity.synth import GENERATORS_VERSION, make_examples
 
 log = logging.getLogger("cxrkit.polarity")
 
