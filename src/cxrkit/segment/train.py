@@ -314,7 +314,7 @@ def _headline(summary: dict) -> dict:
 
 
 def _log_to(path: Path, console: bool) -> None:
-    from cxrkit.train.runner import attach_log_file
+    from cxrkit.logfile import attach_log_file
 
     attach_log_file(path)
     logger = logging.getLogger("cxrkit")

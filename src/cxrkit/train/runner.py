@@ -25,6 +25,7 @@ from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import choose_thresholds, evaluate_predictions
 from cxrkit.evaluate.transfer import headline
 from cxrkit.io.atomic import atomic_write_text
+from cxrkit.logfile import attach_log_file
 from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import provenance, save_model_file
@@ -459,16 +460,3 @@ def _yaml(d: dict) -> str:
     import yaml
 
     return yaml.safe_dump(d, sort_keys=False)
-
-
-def attach_log_file(path: Path) -> None:
-    """Send the `cxrkit` logger to `path` (INFO), replacing a previous run's log file."""
-    logger = logging.getLogger("cxrkit")
-    logger.setLevel(logging.INFO)
-    for h in list(logger.handlers):
-        if isinstance(h, logging.FileHandler):
-            logger.removeHandler(h)
-            h.close()
-    fh = logging.FileHandler(path)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(fh)
