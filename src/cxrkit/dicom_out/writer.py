@@ -1,0 +1,156 @@
+"""Per DICOM film: the SR with the findings and the heat-map Secondary Capture, built or saved.
+
+`DicomResultWriter` is what `cxr predict/explain --dicom-out` and `cxr pacs run` share: give
+it a prediction row (as `cxr predict --out x.json` writes it) and, when you have them, the
+decoded film and its heat map; it computes what is missing, builds both objects in the
+source's study (new series under the UID root) and saves or returns them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from cxrkit.dicom_out.overlay import build_overlay, burn_notice, overlay_lines
+from cxrkit.dicom_out.source import quiet_person_names, read_source
+from cxrkit.dicom_out.sr import build_sr
+from cxrkit.dicom_out.uids import check_uid_root, new_uid
+from cxrkit.errors import CxrkitError
+
+NO_STUDY = "not a DICOM film: there is no study to attach a DICOM report to"
+
+
+@dataclass
+class DicomResults:
+    """The two objects written for one source film."""
+
+    source_sop_instance_uid: str
+    sr: Dataset
+    overlay: Dataset | None
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True when the file has the DICOM preamble + 'DICM' magic (what PACS and scanners write)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def model_identity(card: dict[str, Any], model_path: str | Path | None) -> tuple[str, str]:
+    """(name, version) of a model: the card's, else the run folder's name and cxrkit's version."""
+    from cxrkit import __version__
+
+    name = card.get("name")
+    if not name and model_path is not None:
+        path = Path(model_path).resolve()
+        name = path.name if path.is_dir() else path.parent.name
+    return str(name or "cxrkit-model"), str(card.get("version") or __version__)
+
+
+@dataclass
+class DicomResultWriter:
+    """Builds (and optionally saves) the SR + overlay of films a model predicted."""
+
+    net: Any
+    card: dict[str, Any]
+    model_path: str | Path | None = None
+    uid_root: str | None = None
+    method: str = "gradcam"
+    alpha: float = 0.5
+    overlay: bool = True
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.uid_root = check_uid_root(self.uid_root)
+        self.model_name, self.model_version = model_identity(self.card, self.model_path)
+        # one SR series and one overlay series per run, as a modality groups one session
+        self.sr_series = new_uid(self.uid_root)
+        self.sc_series = new_uid(self.uid_root)
+
+    def build(
+        self,
+        source: Dataset,
+        row: dict[str, Any],
+        image: np.ndarray | None = None,
+        heatmap: np.ndarray | None = None,
+        film_path: str | Path | None = None,
+    ) -> DicomResults:
+        """SR and overlay for one film. `source` is its header (`read_source`); `image`
+        (as `read_image` gives it) is read from `film_path` and `heatmap` computed when None."""
+        with quiet_person_names():
+            sr = build_sr(
+                source,
+                row,
+                self.card,
+                model_name=self.model_name,
+                model_version=self.model_version,
+                uid_root=self.uid_root,
+                series_uid=self.sr_series,
+            )
+        sc = None
+        if self.overlay:
+            if image is None:
+                if film_path is None:
+                    raise CxrkitError("an overlay needs the film: pass image or film_path")
+                from cxrkit.io import read_image
+
+                image, _ = read_image(film_path)
+            if heatmap is None:
+                heatmap = self._heatmap(image)
+            from cxrkit.explain import overlay_heatmap
+
+            rgb = overlay_heatmap(image, heatmap, alpha=self.alpha)
+            rgb = burn_notice(rgb, overlay_lines(row, self.model_name, self.model_version))
+            sc = build_overlay(source, rgb, uid_root=self.uid_root, series_uid=self.sc_series)
+        return DicomResults(str(source.SOPInstanceUID), sr, sc)
+
+    def add(
+        self,
+        path: str | Path,
+        row: dict[str, Any],
+        out_dir: Path,
+        image: np.ndarray | None = None,
+        heatmap: np.ndarray | None = None,
+    ) -> list[Path]:
+        """Build and save the outputs of the film at `path` into `out_dir`; a film that is
+        not DICOM, or fails, is recorded in `skipped` with the reason (nothing raised)."""
+        if "error" in row:
+            self.skipped.append((str(path), str(row["error"])))
+            return []
+        if not is_dicom_file(path):
+            self.skipped.append((str(path), NO_STUDY))
+            return []
+        try:
+            results = self.build(read_source(path), row, image, heatmap, film_path=path)
+            paths = save_results(results, out_dir)
+        except (CxrkitError, ValueError, OSError) as exc:
+            self.skipped.append((str(path), str(exc)))
+            return []
+        self.written += paths
+        return paths
+
+    def _heatmap(self, image: np.ndarray) -> np.ndarray:
+        from cxrkit.explain import explain
+
+        heatmap, _ = explain(self.net, self.card, image, method=self.method)
+        return heatmap
+
+
+def save_results(results: DicomResults, out_dir: Path) -> list[Path]:
+    """Write `<source SOP UID>_sr.dcm` (and `_overlay.dcm`) into `out_dir`; the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = results.source_sop_instance_uid
+    paths = [out_dir / f"{stem}_sr.dcm"]
+    results.sr.save_as(paths[0], enforce_file_format=True)
+    if results.overlay is not None:
+        paths.append(out_dir / f"{stem}_overlay.dcm")
+        results.overlay.save_as(paths[1], enforce_file_format=True)
+    return paths
