@@ -14,7 +14,7 @@ def test_imagenet_backbone_without_weights_says_what_to_do() -> None:
         create_model("densenet121", 2)
     message = str(info.value)
     assert "no pretrained weights for 'densenet121'" in message
-    assert "--weights PATH" in message and "'hub'" in message and "--random-init" in message
+    assert "weights=PATH" in message and "'hub'" in message and "random_init=True" in message
 
 
 def test_contradictory_or_bad_options_are_refused() -> None:
@@ -45,7 +45,7 @@ def test_hub_failure_offline_is_a_model_file_error(monkeypatch: pytest.MonkeyPat
         raise OSError("no network")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(ModelFileError, match="pass --weights PATH"):
+    with pytest.raises(ModelFileError, match="pass weights=PATH"):
         create_model("resnet18", 2, weights="hub")
     with pytest.raises(ModelFileError, match="has no hub weights"):
         create_model("mobilenet_v2_035", 2, weights="hub")

@@ -55,8 +55,10 @@ def main() -> None:
     try:
         code = app(prog_name="cxr", standalone_mode=False)
     except CxrkitError as exc:
+        from cxrkit.cli.flags import as_flags  # the library names arguments, we print flags
+
         err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/] {escape(as_flags(str(exc)))}", highlight=False, soft_wrap=True
         )
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:

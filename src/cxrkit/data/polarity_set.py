@@ -57,7 +57,7 @@ def make_polarity_set(
     if out.is_file():
         raise CxrkitError(f"{out}: is a file; give a folder for the polarity set")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CxrkitError(f"{out}: folder is not empty (pass --overwrite to write into it)")
+        raise CxrkitError(f"{out}: folder is not empty (pass overwrite=True to write into it)")
     rng = np.random.default_rng(seed)
     tables = _load_sources(sources, label_column)
 

@@ -41,9 +41,9 @@ def evaluate_model(
     each `external` set is scored too (into `out_dir/external/NAME/`) and shown alongside.
     """
     if split_file is not None and not split:
-        raise CxrkitError("--split-file needs --split (train, val or test)")
+        raise CxrkitError("`split_file` needs `split` (train, val or test)")
     if split and split_file is None:
-        raise CxrkitError("--split needs --split-file (the split.csv written by `cxr train`)")
+        raise CxrkitError("`split` needs `split_file` (the split.csv written by `cxr train`)")
     model, card = load_model_file(model_path)
     table = load_table(
         data,
@@ -123,5 +123,5 @@ def _restrict_to_split_file(table: LabelTable, split_file: str | Path) -> LabelT
         raise CxrkitError(f"{path}: cannot read split file ({exc})") from exc
     keep = [i for i in range(len(table)) if table.relpath(i) in listed]
     if not keep:
-        raise CxrkitError(f"{path}: none of its films are in {table.root}; wrong --data?")
+        raise CxrkitError(f"{path}: none of its films are in {table.root}; wrong `data`?")
     return table.subset(keep)

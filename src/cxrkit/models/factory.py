@@ -38,13 +38,13 @@ def create_model(
         raise ModelConfigError("pass either weights or random_init=True, not both")
     if weights is None and not random_init and spec.requires_weights:
         raise ModelFileError(
-            f"no pretrained weights for {spec.name!r}: pass --weights PATH (a local ImageNet "
-            f"file) or weights='hub' when online, or --random-init to train from scratch"
+            f"no pretrained weights for {spec.name!r}: pass weights=PATH (a local ImageNet "
+            f"file), weights='hub' when online, or random_init=True to train from scratch"
         )
     use_hub = isinstance(weights, str) and weights == HUB
     if use_hub and spec.hub_name is None:
         raise ModelFileError(
-            f"{spec.name!r} has no hub weights: pass --weights PATH or --random-init"
+            f"{spec.name!r} has no hub weights: pass weights=PATH or random_init=True"
         )
     try:
         backbone = spec.builder(pretrained=use_hub, drop_rate=drop_rate)
@@ -53,7 +53,7 @@ def create_model(
             raise
         raise ModelFileError(
             f"could not fetch hub weights for {spec.name!r} (timm {spec.hub_name!r}): {exc}; "
-            "offline, pass --weights PATH to a local file instead"
+            "offline, pass weights=PATH to a local file instead"
         ) from exc
     model = CXRNet(backbone, spec, num_classes, head_hidden=head_hidden, dropout=dropout)
     if use_hub:

@@ -62,7 +62,7 @@ def split_indices(
     if split is None:
         return np.arange(len(table))
     if split_file is None:
-        raise CxrkitError("--split needs --split-file (the split.csv of the training run)")
+        raise CxrkitError("`split` needs `split_file` (the split.csv of the training run)")
     parts = read_split_csv(split_file, table)
     if split not in parts:
         raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(parts)})")

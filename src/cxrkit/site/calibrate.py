@@ -16,7 +16,7 @@ def check_methods(method: str, probabilities: str) -> None:
     parse_threshold_method(method)
     if probabilities not in PROBABILITY_METHODS:
         raise CxrkitError(
-            f"--probabilities {probabilities}: use one of {', '.join(PROBABILITY_METHODS)}"
+            f"probabilities={probabilities}: use one of {', '.join(PROBABILITY_METHODS)}"
         )
 
 

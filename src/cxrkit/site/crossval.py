@@ -35,7 +35,7 @@ def cross_validated(
 
     counts = np.bincount(y, minlength=2)
     if folds < 2:
-        raise CxrkitError(f"--folds {folds}: cross-validation needs at least 2 folds")
+        raise CxrkitError(f"folds={folds}: cross-validation needs at least 2 folds")
     if counts.min() < folds:
         raise CxrkitError(
             f"the site set has {counts.min()} film(s) of one class: too few for {folds} folds"

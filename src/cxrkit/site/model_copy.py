@@ -18,11 +18,11 @@ def check_out_path(source: str | Path, out: str | Path) -> Path:
     src = find_model_file(source).resolve()
     dst = Path(out).expanduser()
     if dst.suffix.lower() != MODEL_SUFFIX:
-        raise CxrkitError(f"--out {dst}: give a new model file name ending in {MODEL_SUFFIX}")
+        raise CxrkitError(f"out={dst}: give a new model file name ending in {MODEL_SUFFIX}")
     if dst.exists() and dst.resolve() == src:
-        raise CxrkitError(f"--out {dst} is the model itself; write a new file, the original stays")
+        raise CxrkitError(f"out={dst} is the model itself; write a new file, the original stays")
     if dst.is_dir():
-        raise CxrkitError(f"--out {dst} is a folder; give a file name ending in {MODEL_SUFFIX}")
+        raise CxrkitError(f"out={dst} is a folder; give a file name ending in {MODEL_SUFFIX}")
     return dst
 
 

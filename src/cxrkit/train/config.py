@@ -64,6 +64,11 @@ class TrainConfig:
     n_bootstrap: int = 1000
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        """Check every option on construction: types first, then allowed values."""
+        _check_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        _validate(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON/YAML friendly)."""
         return dataclasses.asdict(self)
@@ -103,10 +108,7 @@ def load_config(
     unknown = sorted(set(values) - known)
     if unknown:
         raise CxrkitError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
-    _check_types(values)
-    cfg = TrainConfig(**values)
-    _validate(cfg)
-    return cfg
+    return TrainConfig(**values)  # checks itself (types, then values)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -125,11 +127,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise CxrkitError(f"--set wants KEY=VALUE, got {pair!r}")
+            raise CxrkitError(f"an override must be KEY=VALUE, got {pair!r}")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise CxrkitError(f"--set {pair!r}: value is not valid YAML ({exc})") from exc
+            raise CxrkitError(f"override {pair!r}: value is not valid YAML ({exc})") from exc
     return out
 
 

@@ -215,7 +215,7 @@ def _resume_best_state(state: dict[str, Any], best_path: Path) -> dict[str, torc
         raise CxrkitError(
             f"{best_path} holds epoch {best.get('epoch')} but {best_path.parent / 'last.pt'} "
             f"says the best epoch is {state['best_epoch']}: the checkpoints do not belong "
-            "together; start a fresh run (without --resume) or restore them"
+            "together; start a fresh run (without resume=True) or restore them"
         )
     return best["module"]
 
