@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> None:
             )
             run_dir = out / f"{slug(name)}-seed{seed}"
             t0, cpu0 = time.time(), time.process_time()
-            internal = train(args.data, run_dir, cfg, show_progress=False, external=[args.site])
+            internal = train(
+                args.data, run_dir, cfg, show_progress=False, external=[args.site]
+            ).metrics
             row = {
                 "recipe": name,
                 "seed": seed,

@@ -45,7 +45,7 @@ def main() -> None:
         t0 = time.time()
         m = train(
             args.data, out / ("crop_lungs" if cfg.crop else "no_crop"), cfg, show_progress=False
-        )
+        ).metrics
         rows.append(result_row("arm", name, m, time.time() - t0))
         print_rows(rows, "arm")
     results = REPO / "benchmarks" / "results"

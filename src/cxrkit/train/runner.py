@@ -35,6 +35,7 @@ from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_t
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
 from cxrkit.train.loop import fit
 from cxrkit.train.optim import build_loss
+from cxrkit.train.result import TrainResult
 
 log = logging.getLogger("cxrkit.train")
 MODEL_NAME = "model.safetensors"
@@ -55,8 +56,11 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     external: Sequence[str | Path] = (),
-) -> dict[str, Any]:
-    """Train on `data` (labels.csv or class folders) into `out_dir`; returns the test metrics.
+) -> TrainResult:
+    """Train on `data` (labels.csv or class folders) into `out_dir`.
+
+    Returns a `TrainResult`: the test-split `metrics`, the `run_dir` and the trained
+    `model` (a `Classifier`, loaded from `model.safetensors` on first use).
 
     Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
     `training_curves.png`, and the test split's `metrics.json`, plots and `report.html`.
@@ -209,7 +213,7 @@ def train(
         out / MODEL_NAME,
         train_seconds,
     )
-    return metrics
+    return TrainResult(metrics=metrics, run_dir=out, model_path=out / MODEL_NAME)
 
 
 def _score_external(out: Path, metrics: dict, external: Sequence[str | Path], cfg) -> dict:
