@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cxrkit.cli import dicom_flags
+
 console = Console(stderr=True)
 
 
@@ -43,6 +45,8 @@ def explain_cmd(
     lungs: Annotated[
         bool, typer.Option(help="report the share of heat inside the lungs (lung model)")
     ] = True,
+    dicom_out: Annotated[Path | None, typer.Option(help=dicom_flags.DICOM_OUT_HELP)] = None,
+    uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
 ) -> None:
     """Heat map per film for the predicted (or --class) class, overlaid at original size."""
     import numpy as np
@@ -57,6 +61,9 @@ def explain_cmd(
     files = expand_paths(images)
     out.mkdir(parents=True, exist_ok=True)
     lung_model = _lung_model() if lungs else None
+    dicom = None
+    if dicom_out is not None:  # SR + this heat map as a secondary capture, per DICOM film
+        dicom = dicom_flags.ExplainDicom(net, card, model, dicom_out, uid_root=uid_root)
     results: list[dict[str, Any]] = []
     for path in files:
         try:
@@ -78,11 +85,15 @@ def explain_cmd(
             info["npy"] = str(out / f"{stem}_{_slug(method)}.npy")
         if lung_model is not None:
             info["lung_energy"] = _lung_energy(lung_model, image, heatmap)
+        if dicom is not None:
+            dicom.add(path, image, heatmap)
         results.append({"path": str(path), **info})
         console.print(
             f"{escape(str(path))}: {info['class']} p={info['probability']:.3f} -> {info['overlay']}"
         )
     (out / "explain.json").write_text(json.dumps(results, indent=2))
+    if dicom is not None:
+        dicom.report()
     console.print(
         f"explained {sum('error' not in r for r in results)} film(s); {out / 'explain.json'}"
     )

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from cxrkit.cli import dicom_flags
+
 console = Console(stderr=True)
 # from the shipped film screen and the model's own feature reference
 SCREEN_COLUMNS = ("not_cxr", "polarity", "out_of_distribution", "ood_score", "warning")
@@ -175,6 +177,8 @@ def predict_cmd(
         Path | None,
         typer.Option(help="folder for a batch drift report (drift.json, drift.html)"),
     ] = None,
+    dicom_out: Annotated[Path | None, typer.Option(help=dicom_flags.DICOM_OUT_HELP)] = None,
+    uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
 ) -> None:
     """Predict class probabilities for films; unreadable files are listed with their error."""
     from cxrkit.cli.threads import passive_openmp_waits
@@ -212,6 +216,9 @@ def predict_cmd(
     )
     if report is not None:
         rows = collect_drift(rows, card, report)
+    if dicom_out is not None:  # SR + heat-map overlay per DICOM film
+        writer = dicom_flags.make_writer(net, card, model, uid_root, runtime)
+        rows = dicom_flags.dicom_outputs(rows, writer, dicom_out)
     bad: list[dict] = []
     flagged: list[dict] = []  # not a chest film, or looks inverted (cxrkit.guard)
     n_ok = 0

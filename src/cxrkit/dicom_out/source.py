@@ -16,6 +16,10 @@ from cxrkit.errors import CxrkitError
 
 _AGE = re.compile(r"^\d{3}[DWMY]$")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_TYPE2 = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)  # fmt: skip
 
 
 def read_source(path: str | Path) -> Dataset:
@@ -28,8 +32,9 @@ def read_source(path: str | Path) -> Dataset:
 
 
 def source_header(ds: Dataset) -> Dataset:
-    """A copy of `ds` without pixel data, with the identifying UIDs checked and the
-    Patient's Age brought to its VR (``62`` -> ``062Y``; dropped when not a number of years).
+    """A copy of `ds` without pixel data, with the identifying UIDs checked, the type 2
+    patient / study attributes present (empty when the film lacks them) and the Patient's
+    Age brought to its VR (``62`` -> ``062Y``; dropped when not a number of years).
     """
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not str(ds.get(keyword, "") or "").strip():
@@ -37,6 +42,9 @@ def source_header(ds: Dataset) -> Dataset:
     header = Dataset()
     header.update({e.tag: copy.deepcopy(e) for e in ds if e.keyword not in _PIXEL_KEYWORDS})
     header.file_meta = copy.deepcopy(getattr(ds, "file_meta", Dataset()))
+    for keyword in _TYPE2:  # type 2 (present, may be empty): copied into the outputs
+        if keyword not in header:
+            setattr(header, keyword, "")
     age = str(header.get("PatientAge", "") or "").strip()
     if age and not _AGE.match(age):
         if age.isdigit() and len(age) <= 3:

@@ -67,6 +67,7 @@ class DicomResultWriter:
     overlay: bool = True
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    _stems: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.uid_root = check_uid_root(self.uid_root)
@@ -130,12 +131,21 @@ class DicomResultWriter:
             return []
         try:
             results = self.build(read_source(path), row, image, heatmap, film_path=path)
-            paths = save_results(results, out_dir)
-        except (CxrkitError, ValueError, OSError) as exc:
+            paths = save_results(results, out_dir, stem=self._stem(results))
+        except CxrkitError as exc:
             self.skipped.append((str(path), str(exc)))
+            return []
+        except Exception as exc:  # one odd header must not stop a batch
+            self.skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
             return []
         self.written += paths
         return paths
+
+    def _stem(self, results: DicomResults) -> str:
+        """The source's SOP Instance UID; `_2`, `_3`... when a run meets it again (copies)."""
+        stem = results.source_sop_instance_uid
+        self._stems[stem] = self._stems.get(stem, 0) + 1
+        return stem if self._stems[stem] == 1 else f"{stem}_{self._stems[stem]}"
 
     def _heatmap(self, image: np.ndarray) -> np.ndarray:
         from cxrkit.explain import explain
@@ -144,10 +154,13 @@ class DicomResultWriter:
         return heatmap
 
 
-def save_results(results: DicomResults, out_dir: Path) -> list[Path]:
-    """Write `<source SOP UID>_sr.dcm` (and `_overlay.dcm`) into `out_dir`; the paths."""
+def save_results(results: DicomResults, out_dir: Path, stem: str | None = None) -> list[Path]:
+    """Write `<stem>_sr.dcm` (and `<stem>_overlay.dcm`) into `out_dir`; the paths.
+
+    `stem` defaults to the source film's SOP Instance UID.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = results.source_sop_instance_uid
+    stem = stem or results.source_sop_instance_uid
     paths = [out_dir / f"{stem}_sr.dcm"]
     results.sr.save_as(paths[0], enforce_file_format=True)
     if results.overlay is not None:
