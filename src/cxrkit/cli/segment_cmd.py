@@ -86,7 +86,10 @@ def run_cmd(
 
 @app.command("train")
 def train_cmd(
-    data: Annotated[Path, typer.Option(help="labels.csv (or its folder) with path and mask")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="labels.csv (or its folder) with path and mask; repeat for more sets"),
+    ],
     out: Annotated[Path, typer.Option(help="run folder (model, split, log, metrics)")],
     weights: Annotated[
         Path | None, typer.Option(help="ImageNet weights for the encoder (local file)")
@@ -99,8 +102,17 @@ def train_cmd(
     batch_size: Annotated[int, typer.Option()] = 8,
     lr: Annotated[float, typer.Option()] = 1e-3,
     patience: Annotated[int, typer.Option(help="early stop after N epochs without val gain")] = 12,
-    val: Annotated[float, typer.Option(help="validation fraction (by patient)")] = 0.15,
-    test: Annotated[float, typer.Option(help="test fraction (by patient)")] = 0.15,
+    val: Annotated[
+        float | None,
+        typer.Option(help="validation fraction (by patient; default: the shared patient hash)"),
+    ] = None,
+    test: Annotated[
+        float | None,
+        typer.Option(help="test fraction (by patient; default: the shared patient hash)"),
+    ] = None,
+    views: Annotated[
+        str, typer.Option(help="views to train on: frontal or frontal,lateral")
+    ] = "frontal,lateral",
     split_file: Annotated[Path | None, typer.Option(help="reuse a split.csv")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     max_minutes: Annotated[
@@ -108,7 +120,7 @@ def train_cmd(
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
-    """Train a lung U-Net on films with masks; early stopping on validation Dice."""
+    """Train a lung U-Net on one or more mask sets; one patient-disjoint split over all."""
     from cxrkit.segment.train import SegTrainConfig, train_lung_model
 
     if size % 32:
@@ -127,6 +139,7 @@ def train_cmd(
         seed=seed,
         max_minutes=max_minutes,
         threads=threads,
+        train_views=tuple(v.strip() for v in views.split(",") if v.strip()),
     )
     results = train_lung_model(data, out, cfg)
     for name, summary in results.items():
@@ -136,7 +149,10 @@ def train_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    data: Annotated[Path, typer.Option(help="labels.csv (or its folder) with path and mask")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="labels.csv (or its folder) with path and mask; repeat for more sets"),
+    ],
     model: Annotated[
         Path | None, typer.Argument(help="lung model file or run folder (default: shipped)")
     ] = None,
@@ -148,12 +164,12 @@ def evaluate_cmd(
         "segment-eval"
     ),
 ) -> None:
-    """Dice, IoU and 95% Hausdorff distance per film; mean and worst; metrics.json + CSV."""
+    """Dice, IoU and HD95 per film; per set, per view and overall; the worst films drawn."""
     from cxrkit.segment.evaluate import evaluate_lung_model
 
     summary = evaluate_lung_model(model, data, out, split=split, split_file=split_file)
     _print_summary(summary["split"], summary)
-    console.print(f"wrote {out / 'metrics.json'} and {out / 'per_film.csv'}")
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'per_film.csv'} and {out / 'worst'}/")
 
 
 def _print_summary(name: str, s: dict) -> None:
@@ -162,5 +178,13 @@ def _print_summary(name: str, s: dict) -> None:
         f"IoU {s['iou']['mean']:.4f}  "
         f"HD95 {s['hd95']['mean']:.1f} px (worst {s['hd95']['max']:.1f})"
     )
+    from cxrkit.segment.report import annotator_lines, groups_table, no_reference_lines
+
+    if "groups" in s:
+        console.print(groups_table(name, s))
+    for line in [*no_reference_lines(s), *annotator_lines(s)]:
+        console.print(line, highlight=False)
+    console.print(f"worst {len(s['worst'])} films by Dice:")
     for w in s["worst"]:
-        console.print(f"  {w['dice']:.4f}  {w['path']}", highlight=False)
+        where = f"{w['set']}/" if w.get("set") else ""
+        console.print(f"  {w['dice']:.4f}  {where}{w['path']}", highlight=False)

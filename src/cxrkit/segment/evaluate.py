@@ -10,16 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from cxrkit.data.splits import read_split_csv
-from cxrkit.data.table import LabelTable
+from cxrkit.data.identity import data_record
 from cxrkit.errors import CxrkitError
-from cxrkit.segment.data import load_mask_table, read_pair
 from cxrkit.segment.infer import LungModel, load_lung_model, predict_probs, probs_to_mask
-from cxrkit.segment.metrics import mask_scores, summarize_scores
+from cxrkit.segment.metrics import dice, mask_scores, summarize_scores
+from cxrkit.segment.sets import MaskFilm, doubly_masked, load_mask_sets, read_set_split
 
 CSV_FIELDS = (
+    "set",
     "path",
     "patient_id",
+    "view",
+    "reference",
     "dice",
     "iou",
     "hd95",
@@ -55,55 +57,173 @@ def score_films(
     return rows
 
 
-def split_indices(
-    table: LabelTable, split: str | None, split_file: str | Path | None
-) -> np.ndarray:
-    """Record indices of one split of `split_file`, or every record when `split` is None."""
-    if split is None:
-        return np.arange(len(table))
-    if split_file is None:
-        raise CxrkitError("`split` needs `split_file` (the split.csv of the training run)")
-    parts = read_split_csv(split_file, table)
-    if split not in parts:
-        raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(parts)})")
-    return parts[split]
+def score_mask_films(
+    model: LungModel,
+    films: list[MaskFilm],
+    pairs: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """`score_films` rows for films of mask sets, with their set, view and view group.
+
+    `pairs` are the decoded (film, mask) of `films` when the caller has them already.
+    """
+    pairs = pairs if pairs is not None else [f.read() for f in films]
+    rows = score_films(model, pairs, [f.path for f in films], [f.patient_id for f in films])
+    for row, f, (_, truth) in zip(rows, films, pairs, strict=True):
+        row.update({"set": f.set_name, "view": f.view, "view_group": f.view_group})
+        row["reference"] = "mask" if truth.any() else "empty"
+    return rows
+
+
+def group_summaries(rows: list[dict[str, Any]], worst: int = 5) -> dict[str, Any]:
+    """The overall `summarize_scores` plus `groups`: per set, per view group (frontal /
+    lateral), per set and view group (`set/view`), and per raw view (PA, AP, L, ...).
+
+    Films whose reference mask is empty (`reference` "empty": a missing annotation, since
+    every chest film has lungs) are not scored; `no_reference` lists them with the lung
+    fraction the model predicted.
+    """
+    unscored = [r for r in rows if r.get("reference") == "empty"]
+    rows = [r for r in rows if r.get("reference") != "empty"]
+    no_reference = [
+        {k: r[k] for k in ("set", "path", "view", "area_pred") if k in r} for r in unscored
+    ]
+    keys = {
+        "set": lambda r: r["set"],
+        "view": lambda r: r["view_group"],
+        "set_view": lambda r: f"{r['set']}/{r['view_group']}",
+        "view_name": lambda r: r["view"] or "unknown",
+    }
+    groups: dict[str, dict[str, Any]] = {}
+    for kind, key in keys.items():
+        buckets: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            buckets.setdefault(key(r), []).append(r)
+        groups[kind] = {k: summarize_scores(v, worst) for k, v in sorted(buckets.items())}
+    return {**summarize_scores(rows, worst), "groups": groups, "no_reference": no_reference}
+
+
+def annotator_agreement(
+    films: list[MaskFilm], rows: list[dict[str, Any]], masks: list[np.ndarray]
+) -> dict[str, Any]:
+    """Inter-annotator Dice on films masked in two sets, beside the model's Dice to each.
+
+    `rows` are `score_mask_films` rows and `masks` the reference masks, both in `films`
+    order. A pair whose two films differ in size (the sets cropped the figure differently)
+    is listed but left out of the agreement figures: its masks cannot be overlaid.
+    """
+    per_film, skipped = [], []
+    for i, j in doubly_masked(films):
+        a, b = films[i], films[j]
+        if not masks[i].any() or not masks[j].any():
+            continue  # an empty reference is a missing annotation, not a convention
+        if masks[i].shape != masks[j].shape:
+            skipped.append(
+                f"{a.path} ({a.set_name} {masks[i].shape}, {b.set_name} {masks[j].shape})"
+            )
+            continue
+        per_film.append(
+            {
+                "path": a.path,
+                "patient_id": a.patient_id,
+                "view": a.view_group,
+                "sets": [a.set_name, b.set_name],
+                "inter_annotator_dice": dice(masks[i], masks[j]),
+                "model_dice": {a.set_name: rows[i]["dice"], b.set_name: rows[j]["dice"]},
+            }
+        )
+    out: dict[str, Any] = {"n": len(per_film), "films": per_film, "not_comparable": skipped}
+    if per_film:
+        inter = np.array([p["inter_annotator_dice"] for p in per_film])
+        out["inter_annotator"] = _stats(inter)
+        out["model"] = {
+            name: _stats(np.array([p["model_dice"][name] for p in per_film]))
+            for name in per_film[0]["sets"]
+        }
+    return out
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "min": float(values.min()),
+    }
 
 
 def evaluate_lung_model(
     model: str | Path | LungModel | None,
-    data: str | Path,
+    data: str | Path | list[str | Path],
     out_dir: str | Path | None = None,
     *,
     split: str | None = None,
     split_file: str | Path | None = None,
     worst: int = 5,
+    overlays: bool = True,
 ) -> dict[str, Any]:
-    """Score `model` on the masked films of `data` (one split or all); returns the summary.
+    """Score `model` on the masked films of one or more sets (one split or all films).
 
-    With `out_dir`, writes `metrics.json` (mean/median/min/max and the worst films) and
-    `per_film.csv`. For a model with a `split.csv` beside it, `split` alone uses that file.
+    Returns (and with `out_dir` writes to `metrics.json`, with `per_film.csv`) the overall
+    mean / median / worst Dice, IoU and HD95, the same per set, per view and per set and
+    view, the `worst` films, and the inter-annotator agreement on films masked in two sets
+    beside the model's Dice against each. With `out_dir` and `overlays`, the worst films
+    are drawn to `out_dir/worst/` (reference and prediction contours). For a model with a
+    `split.csv` beside it, `split` alone uses that file.
     """
     lung = model if isinstance(model, LungModel) else load_lung_model(model)
     if split is not None and split_file is None and (lung.path.parent / "split.csv").is_file():
         split_file = lung.path.parent / "split.csv"
-    table = load_mask_table(data)
-    idx = split_indices(table, split, split_file)
-    if len(idx) == 0:
-        raise CxrkitError(f"{data}: no films with masks in split {split!r}")
-    pairs = [read_pair(table, int(i)) for i in idx]
-    names = [table.relpath(int(i)) for i in idx]
-    patients = [table.records[int(i)].patient_id for i in idx]
-    rows = score_films(lung, pairs, names, patients)
+    sources = [data] if isinstance(data, str | Path) else list(data)
+    films = load_mask_sets(sources)
+    if split is not None:
+        if split_file is None:
+            raise CxrkitError("`split` needs `split_file` (the split.csv of the training run)")
+        parts = read_set_split(split_file, films)
+        if split not in parts:
+            raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(parts)})")
+        films = [films[int(i)] for i in parts[split]]
+    if not films:
+        raise CxrkitError(f"no films with masks in split {split!r}")
+    pairs = [f.read() for f in films]
+    rows = score_mask_films(lung, films, pairs)
     summary = {
-        "model": str(lung.path),
-        "data": str(Path(data).resolve()),
+        "model": lung.path.name,
+        "model_views": lung.card.get("views", ["frontal"]),
+        "data": [data_record(s) for s in sources],
         "split": split or "all",
-        "split_file": str(split_file) if split_file else None,
-        **summarize_scores(rows, worst),
+        "split_file": Path(split_file).name if split_file else None,
+        **group_summaries(rows, worst),
+        "annotators": annotator_agreement(films, rows, [m for _, m in pairs]),
     }
     if out_dir is not None:
         write_results(out_dir, summary, rows)
+        if overlays:
+            summary["overlays"] = write_worst_overlays(
+                Path(out_dir) / "worst", lung, films, pairs, rows, worst
+            )
     return summary
+
+
+def write_worst_overlays(
+    folder: Path,
+    model: LungModel,
+    films: list[MaskFilm],
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    rows: list[dict[str, Any]],
+    worst: int = 5,
+) -> list[str]:
+    """Comparison PNGs of the `worst` films by Dice (rank, Dice, set and name in the file name)."""
+    from cxrkit.segment.overlay import save_comparison_png
+
+    scored = [i for i in range(len(rows)) if rows[i].get("reference") != "empty"]
+    order = sorted(scored, key=lambda i: rows[i]["dice"])[:worst]
+    written = []
+    for rank, i in enumerate(order, 1):
+        film, truth = pairs[i]
+        pred = probs_to_mask(model, predict_probs(model, [film])[0])
+        name = f"{rank}_{rows[i]['dice']:.3f}_{films[i].set_name}_{Path(films[i].path).stem}.png"
+        save_comparison_png(folder / name, film, pred, truth)
+        written.append(name)
+    return written
 
 
 def write_results(out_dir: str | Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:

@@ -97,5 +97,6 @@ def summarize_scores(rows: list[dict], worst: int = 5) -> dict:
             "max": float(values.max()) if len(values) else math.nan,
         }
     ranked = sorted(rows, key=lambda r: r["dice"])[:worst]
-    out["worst"] = [{k: r[k] for k in ("path", "dice", "iou", "hd95") if k in r} for r in ranked]
+    fields = ("set", "path", "view", "dice", "iou", "hd95")
+    out["worst"] = [{k: r[k] for k in fields if k in r} for r in ranked]
     return out

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from cxrkit.data.identity import data_record
-from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
 from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
-from cxrkit.segment.data import load_mask_table, read_pair
-from cxrkit.segment.evaluate import score_films, write_results
+from cxrkit.segment.evaluate import (
+    annotator_agreement,
+    group_summaries,
+    score_mask_films,
+    write_results,
+)
 from cxrkit.segment.infer import (
     DEFAULT_POSTPROCESS,
     LungModel,
@@ -31,7 +35,7 @@ from cxrkit.segment.infer import (
     predict_probs,
     probs_to_mask,
 )
-from cxrkit.segment.metrics import dice, summarize_scores
+from cxrkit.segment.metrics import dice
 from cxrkit.segment.model import (
     DEFAULT_DECODER,
     DEFAULT_ENCODER,
@@ -40,9 +44,20 @@ from cxrkit.segment.model import (
     load_encoder_weights,
     save_lung_model,
 )
+from cxrkit.segment.sets import (
+    MaskFilm,
+    fraction_splits,
+    load_mask_sets,
+    patient_splits,
+    read_set_split,
+    write_set_split,
+)
 
 log = logging.getLogger("cxrkit.segment")
 MODEL_NAME = "model.safetensors"
+VIEWS = ("frontal", "lateral")
+# The card claims lateral support only when the lateral validation films score this well.
+LATERAL_VAL_DICE = 0.85
 
 
 @dataclass
@@ -60,11 +75,16 @@ class SegTrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 2
     patience: int = 12
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    # None/None: the shared patient-id hash (cxrkit.data.patient_split, 65/15/20 % of
+    # patients), which the screening net uses too; fractions: a stratified split instead.
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    train_views: tuple[str, ...] = VIEWS  # views whose training films the net learns from
     split_file: str | None = None
     seed: int = 0
-    max_minutes: float | None = None  # stop early (keeping the best epoch) after this long
+    # Time budget: the cosine decay runs over whichever ends first, the epochs or this many
+    # minutes, so a run cut by the clock still ends at a low learning rate.
+    max_minutes: float | None = None
     threads: int | None = None
     augment: dict[str, Any] = field(default_factory=lambda: SegAugment().to_dict())
 
@@ -72,17 +92,24 @@ class SegTrainConfig:
         """Plain-dict view (JSON friendly)."""
         d = dataclasses.asdict(self)
         d["decoder_channels"] = list(self.decoder_channels)
+        d["train_views"] = list(self.train_views)
         return d
 
 
 def train_lung_model(
-    data: str | Path, out_dir: str | Path, cfg: SegTrainConfig, show_progress: bool = True
+    data: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: SegTrainConfig,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train on `data` (labels.csv with `mask`) into `out_dir`; returns val and test summaries.
+    """Train on one or more mask sets (labels.csv with `mask`) into `out_dir`.
 
-    Writes `model.safetensors` (fp16 weights + card), `split.csv`, `history.json`,
-    `train.log`, and `val/` and `test/` folders with `metrics.json` and `per_film.csv`.
-    The threshold, post-processing and flip-TTA are chosen on the validation split only.
+    Several sets (annotators) share one patient-disjoint split; a film masked in two
+    sets gives two examples on the same side. Writes `model.safetensors` (fp16 weights +
+    card), `split.csv` (with a `set` column), `history.json`, `train.log`, and `val/` and
+    `test/` folders with `metrics.json` and `per_film.csv`. The threshold, post-processing,
+    flip-TTA and the card's `views` are chosen on the validation split only. Returns the
+    val and test summaries (overall, per set, per view).
     """
     t0 = time.time()
     out = Path(out_dir)
@@ -93,24 +120,31 @@ def train_lung_model(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    table = load_mask_table(data)
-    if cfg.split_file:
-        splits = read_split_csv(cfg.split_file, table)
-    else:
-        splits = make_splits(table, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    sources = [data] if isinstance(data, str | Path) else list(data)
+    bad_views = set(cfg.train_views) - set(VIEWS)
+    if bad_views or not cfg.train_views:
+        raise CxrkitError(f"train views must be some of {VIEWS}, got {list(cfg.train_views)}")
+    all_films = load_mask_sets(sources)
+    splits = _split(all_films, cfg)
     if any(len(splits[k]) == 0 for k in ("train", "val")):
-        raise CxrkitError(
-            f"{data}: too few films to split ({ {k: len(v) for k, v in splits.items()} })"
-        )
-    write_split_csv(out / "split.csv", table, splits)
-    log.info("data %s: %s films per split", data, {k: len(v) for k, v in splits.items()})
+        raise CxrkitError(f"too few films to split ({ {k: len(v) for k, v in splits.items()} })")
+    write_set_split(out / "split.csv", all_films, splits)
+    log.info("data %s: %s", [str(s) for s in sources], _split_counts(all_films, splits))
 
-    pairs = {name: [read_pair(table, int(i)) for i in idx] for name, idx in splits.items()}
-    names = {name: [table.relpath(int(i)) for i in idx] for name, idx in splits.items()}
-    patients = {
-        name: [table.records[int(i)].patient_id for i in idx] for name, idx in splits.items()
-    }
-    x_train, y_train = _resized(pairs["train"], cfg.size)
+    t_read = time.time()
+    films = {name: [all_films[int(i)] for i in idx] for name, idx in splits.items()}
+    used = {n: [f for f in fs if f.view_group in cfg.train_views] for n, fs in films.items()}
+    x_train, y_train = _resized_films(used["train"], cfg.size)
+    pairs = {name: [f.read() for f in films[name]] for name in ("val", "test")}
+    val_kept = set(used["val"])
+    val_used = [p for p, f in zip(pairs["val"], films["val"], strict=True) if f in val_kept]
+    log.info(
+        "read %d films in %.1fs (training on %d, views %s)",
+        len(all_films),
+        time.time() - t_read,
+        len(x_train),
+        list(cfg.train_views),
+    )
 
     net = LungNet(cfg.encoder, cfg.decoder_channels)
     if cfg.weights:
@@ -138,6 +172,7 @@ def train_lung_model(
     warmup = cfg.warmup_epochs * steps_per_epoch
     probe = LungModel(net, _card(cfg, {}), out / MODEL_NAME)
 
+    t_loop = time.time()
     history: list[dict[str, Any]] = []
     best = (-1.0, 0, copy.deepcopy(net.state_dict()))
     step = 0
@@ -150,7 +185,7 @@ def train_lung_model(
             sel = order[s : s + cfg.batch_size]
             xb, yb = augment(x_train[sel].clone(), y_train[sel].clone(), gen)
             scale = min(1.0, (step + 1) / max(1, warmup))
-            scale *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+            scale *= 0.5 * (1 + math.cos(math.pi * _progress(step, total_steps, t_loop, cfg)))
             for group, lr in zip(opt.param_groups, base_lrs, strict=True):
                 group["lr"] = lr * scale
             logits = net(xb.contiguous(memory_format=torch.channels_last))
@@ -161,10 +196,10 @@ def train_lung_model(
             losses.append(float(loss.detach()))
             step += 1
         net.eval()
-        val_probs = predict_probs(probe, [film for film, _ in pairs["val"]])
+        val_probs = predict_probs(probe, [film for film, _ in val_used])
         val_scores = [
             dice(probs_to_mask(probe, p), truth)
-            for p, (_, truth) in zip(val_probs, pairs["val"], strict=True)
+            for p, (_, truth) in zip(val_probs, val_used, strict=True)
         ]
         val_dice = float(np.mean(val_scores))
         history.append(
@@ -189,19 +224,21 @@ def train_lung_model(
         if epoch - best[1] >= cfg.patience:
             log.info("early stop: no val Dice gain for %d epochs", cfg.patience)
             break
-        if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
+        if epoch < cfg.epochs and _progress(step, total_steps, t_loop, cfg) >= 1.0:
             log.info("time budget of %.1f min reached", cfg.max_minutes)
             break
     net.load_state_dict(best[2])
     net = net.to(memory_format=torch.contiguous_format).eval()
     train_seconds = time.time() - t0
 
-    choice, candidates = _choose_inference(net, cfg, pairs["val"], names["val"], out)
+    choice, candidates = _choose_inference(net, cfg, val_used, out)
     card = _card(cfg, choice)
     card["training"].update(
         {
-            "data": data_record(data),
-            "n_train": len(splits["train"]),
+            "data": [data_record(s) for s in sources],
+            "split": "patient_hash" if _hash_split(cfg) else "file_or_fractions",
+            "films": _split_counts(all_films, splits),
+            "n_train": len(x_train),
             "n_val": len(splits["val"]),
             "n_test": len(splits["test"]),
             "epochs_run": len(history),
@@ -219,8 +256,13 @@ def train_lung_model(
     for name in ("val", "test"):
         if len(splits[name]) == 0:
             continue
-        rows = score_films(shipped, pairs[name], names[name], patients[name])
-        summary = {"split": name, **summarize_scores(rows)}
+        rows = score_mask_films(shipped, films[name], pairs[name])
+        masks = [m for _, m in pairs[name]]
+        summary = {
+            "split": name,
+            **group_summaries(rows),
+            "annotators": annotator_agreement(films[name], rows, masks),
+        }
         write_results(out / name, summary, rows)
         results[name] = summary
         log.info(
@@ -231,17 +273,87 @@ def train_lung_model(
             summary["iou"]["mean"],
             summary["hd95"]["mean"],
         )
+    card["views"] = _supported_views(cfg, results.get("val"))
+    log.info("views supported (chosen on val): %s", card["views"])
     card["metrics"] = {k: _headline(v) for k, v in results.items()}
     save_lung_model(out / MODEL_NAME, net, card)
     return results
 
 
-def _resized(
-    pairs: list[tuple[np.ndarray, np.ndarray]], size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    films = np.stack([resize_film(f, size, "squash") for f, _ in pairs])
-    masks = np.stack([resize_film(m.astype(np.float32), size, "squash") > 0.5 for _, m in pairs])
-    return torch.from_numpy(films)[:, None], torch.from_numpy(masks.astype(np.float32))[:, None]
+def _progress(step: int, total_steps: int, t_loop: float, cfg: SegTrainConfig) -> float:
+    """Share of the run done, in [0, 1]: steps over the planned steps, or the time spent
+    training over the budget (`max_minutes`), whichever is further along."""
+    done = step / max(1, total_steps)
+    if cfg.max_minutes:
+        done = max(done, (time.time() - t_loop) / (60.0 * cfg.max_minutes))
+    return min(1.0, done)
+
+
+def _hash_split(cfg: SegTrainConfig) -> bool:
+    return not cfg.split_file and cfg.val_fraction is None and cfg.test_fraction is None
+
+
+def _split(films: list[MaskFilm], cfg: SegTrainConfig) -> dict[str, np.ndarray]:
+    if cfg.split_file:
+        return read_set_split(cfg.split_file, films)
+    if _hash_split(cfg):
+        return patient_splits(films)
+    val = 0.15 if cfg.val_fraction is None else cfg.val_fraction
+    test = 0.20 if cfg.test_fraction is None else cfg.test_fraction
+    return fraction_splits(films, val=val, test=test, seed=cfg.seed)
+
+
+def _split_counts(films: list[MaskFilm], splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Films and patients per part, and films per set and view within each part."""
+    out: dict[str, Any] = {}
+    for name, idx in splits.items():
+        part = [films[int(i)] for i in idx]
+        per: dict[str, dict[str, int]] = {}
+        for f in part:
+            per.setdefault(f.set_name, {}).setdefault(f.view_group, 0)
+            per[f.set_name][f.view_group] += 1
+        out[name] = {
+            "films": len(part),
+            "patients": len({f.patient_id for f in part}),
+            "per_set_view": per,
+        }
+    return out
+
+
+def _supported_views(cfg: SegTrainConfig, val: dict | None) -> list[str]:
+    """['frontal'], plus 'lateral' when laterals were trained on and the lateral validation
+    films reach `LATERAL_VAL_DICE` mean Dice (the test split plays no part)."""
+    views = ["frontal"]
+    lateral = (val or {}).get("groups", {}).get("view", {}).get("lateral")
+    if "lateral" in cfg.train_views and lateral and lateral["dice"]["mean"] >= LATERAL_VAL_DICE:
+        views.append("lateral")
+    return views
+
+
+def _resized_films(films: list[MaskFilm], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Films and masks squashed to `size` (decoded one at a time: full-size films are not kept).
+
+    A film whose mask is empty is left out: every chest film has lungs, so an empty mask
+    is a missing annotation (all 17 lateral films of lungmasks_v7 have one), and learning
+    from it would teach the net to return silent empty masks.
+    """
+    xs, ys = [], []
+    empty = []
+    for f in films:
+        film, mask = f.read()
+        if not mask.any():
+            empty.append(f"{f.set_name}/{f.path}")
+            continue
+        xs.append(resize_film(film, size, "squash"))
+        ys.append(resize_film(mask.astype(np.float32), size, "squash") > 0.5)
+    if empty:
+        log.warning(
+            "left out %d training film(s) with an empty mask, e.g. %s", len(empty), empty[:3]
+        )
+    if not xs:
+        raise CxrkitError("no training film has a non-empty mask")
+    x = torch.from_numpy(np.stack(xs))[:, None]
+    return x, torch.from_numpy(np.stack(ys).astype(np.float32))[:, None]
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -253,7 +365,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + (1.0 - soft_dice).mean()
 
 
-def _choose_inference(net, cfg, val_pairs, val_names, out) -> tuple[dict, list[dict]]:
+def _choose_inference(net, cfg, val_pairs, out) -> tuple[dict, list[dict]]:
     """Pick threshold, post-processing and flip-TTA by mean val Dice.
 
     A candidate must beat the earlier ones by 1e-4 to win, so ties keep no TTA (half the
@@ -304,12 +416,19 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
 
 
 def _headline(summary: dict) -> dict:
+    def short(s: dict) -> dict:
+        return {
+            "n": s["n"],
+            "dice": {"mean": s["dice"]["mean"], "min": s["dice"]["min"]},
+            "iou": {"mean": s["iou"]["mean"], "min": s["iou"]["min"]},
+            "hd95": {"mean": s["hd95"]["mean"], "max": s["hd95"]["max"]},
+        }
+
+    groups = summary.get("groups", {})
     return {
-        "n": summary["n"],
-        "dice": {"mean": summary["dice"]["mean"], "min": summary["dice"]["min"]},
-        "iou": {"mean": summary["iou"]["mean"], "min": summary["iou"]["min"]},
-        "hd95": {"mean": summary["hd95"]["mean"], "max": summary["hd95"]["max"]},
+        **short(summary),
         "worst": summary["worst"],
+        **{kind: {k: short(v) for k, v in groups.get(kind, {}).items()} for kind in groups},
     }
 
 
