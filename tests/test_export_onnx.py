@@ -20,9 +20,10 @@ pytest.importorskip("onnxruntime")
 
 from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
 from cxrkit.infer import onnx_export  # noqa: E402
+from cxrkit.infer.films import FilmFiles, FilmPrep  # noqa: E402
 from cxrkit.infer.onnx_export import export_onnx  # noqa: E402
 from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
-from cxrkit.infer.predict import FilmFiles, predict_batches  # noqa: E402
+from cxrkit.infer.predict import predict_batches  # noqa: E402
 from cxrkit.io import atomic  # noqa: E402
 from cxrkit.models.model_file import load_model_file  # noqa: E402
 from serve_helpers import CLASSES, CXR, kermany_films, save_random_model  # noqa: E402
@@ -46,7 +47,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _films(kermany_dir: Path, n: int, size: int) -> torch.Tensor:
-    ds = FilmFiles(kermany_films(kermany_dir, n), size, "squash")
+    ds = FilmFiles(kermany_films(kermany_dir, n), FilmPrep(size, "squash"))
     return torch.stack([ds[i]["image"] for i in range(len(ds))])
 
 

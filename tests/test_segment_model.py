@@ -92,12 +92,13 @@ def test_dataset_applies_the_lung_crop(kermany_dir: Path, tmp_path: Path, lung_m
 
 def test_predict_films_apply_the_cards_crop(kermany_dir: Path, lung_model) -> None:
     from cxrkit.data import CXRDataset, load_table
-    from cxrkit.infer.predict import FilmFiles
+    from cxrkit.data.film_crop import FilmCrop
+    from cxrkit.infer.films import FilmFiles, FilmPrep
 
     table = load_table(kermany_dir)
     path = table.records[0].path
-    via_predict = FilmFiles([path], 64, "squash", crop="lungs")[0]["image"]
+    via_predict = FilmFiles([path], FilmPrep(64, "squash", FilmCrop("lungs")))[0]["image"]
     via_dataset = CXRDataset(table, indices=[0], size=64, crop="lungs")[0]["image"]
-    plain = FilmFiles([path], 64, "squash")[0]["image"]
+    plain = FilmFiles([path], FilmPrep(64, "squash"))[0]["image"]
     np.testing.assert_allclose(via_predict.numpy(), via_dataset.numpy())
     assert not np.allclose(via_predict.numpy(), plain.numpy())

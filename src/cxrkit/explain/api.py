@@ -1,4 +1,10 @@
-"""`explain(model, card, image)`: a CAM heat map at the film's original size, plus facts."""
+"""CAM heat maps at the film's original size, plus facts, for a `Classifier`'s input.
+
+`Classifier.explain(image)` is the way in: it prepares the film exactly as `predict` does
+(the card's crop and resize) and hands the prepared input here. `explain(model, card,
+image)` wraps a loaded `(model, card)` pair in a `Classifier` (the one import against the
+package flow, done lazily).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,6 @@ import torch
 
 from cxrkit.explain.boxes import boxes_from_heatmap
 from cxrkit.explain.cam import class_index, compute_cam, to_original
-from cxrkit.io import resize_film
-from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.models.inference import logits_to_probs
 
 
 def explain(
@@ -28,18 +31,43 @@ def explain(
     `image` is a film as `read_image` gives it (float (H, W) in [0, 1]). The map is for
     `class_name` (name or index) or, by default, the class the model decides. `info` holds
     the class, its probability, all probabilities, the method, the CAM layer and the boxes
-    (original pixel coordinates) of the map's hot regions.
+    (original pixel coordinates) of the map's hot regions. Same as
+    `Classifier(model, card).explain(image, ...)`.
+    """
+    from cxrkit.classifier import Classifier
+
+    clf = Classifier(model, card)
+    return clf.explain(image, method, class_name=class_name, box_threshold=box_threshold)
+
+
+def explain_film(
+    model: torch.nn.Module,
+    card: dict[str, Any],
+    film: np.ndarray,
+    probs: np.ndarray,
+    original_hw: tuple[int, ...],
+    box: tuple[int, int, int, int],
+    *,
+    method: str = "gradcam",
+    class_name: str | int | None = None,
+    box_threshold: float = 0.5,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """CAM of a prepared network input `film` (S, S) whose probabilities are `probs`.
+
+    `box` is where the (cropped) input came from in the original film of size
+    `original_hw`; the map is resized back into that box and is 0 outside it.
     """
     pre = card["preprocessing"]
-    film = resize_film(image, int(pre["size"]), pre.get("resize_mode", "squash"))
-    x = torch.from_numpy(film)[None, None].to(next(model.parameters()).device)
-    model.eval()
-    with torch.inference_mode():
-        probs = logits_to_probs(model(x), card["task"]).float().cpu().numpy()
-    probs = apply_card_calibration(probs, card)[0]  # the probability a user sees
     target = class_index(card, class_name, probs)
     cam = compute_cam(model, film, target, method)
-    heatmap = to_original(cam, image.shape, pre.get("resize_mode", "squash"))
+    top, bottom, left, right = box
+    inside = to_original(cam, (bottom - top, right - left), pre.get("resize_mode", "squash"))
+    h, w = (int(v) for v in original_hw[:2])
+    if (top, bottom, left, right) == (0, h, 0, w):
+        heatmap = inside
+    else:
+        heatmap = np.zeros((h, w), np.float32)
+        heatmap[top:bottom, left:right] = inside
     classes = list(card["class_names"])
     info: dict[str, Any] = {
         "class": classes[target],
@@ -49,7 +77,9 @@ def explain(
         "method": method,
         "cam_layer": getattr(model, "cam_layer", None),
         "input_size": int(pre["size"]),
-        "original_size": [int(v) for v in image.shape],
+        "original_size": [h, w],
+        "crop": pre.get("crop"),
+        "crop_box": [int(v) for v in box],
         "boxes": [b.to_dict() for b in boxes_from_heatmap(heatmap, box_threshold)],
     }
     return heatmap, info

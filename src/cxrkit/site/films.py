@@ -93,11 +93,10 @@ def film_loader(
     paths: list[Path], card: dict[str, Any], batch_size: int = 32, num_workers: int = 0
 ) -> DataLoader:
     """Batches of films read, cropped and resized exactly as `cxr predict` does."""
-    from cxrkit.infer.predict import FilmFiles, collate_films
+    from cxrkit.infer.films import FilmFiles, FilmPrep, collate_films
 
-    pre = card["preprocessing"]
     return DataLoader(
-        FilmFiles(paths, pre["size"], pre["resize_mode"], crop=pre.get("crop")),
+        FilmFiles(paths, FilmPrep.from_card(card)),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_films,

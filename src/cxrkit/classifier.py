@@ -1,0 +1,331 @@
+"""`Classifier`: a chest-film classifier and its model card, used the same way everywhere.
+
+`predict`, `evaluate`, `explain`, `serve` and ONNX export all go through one of these, so
+there is one forward pass (`outputs`), one preparation of a film (`prepare`: the card's
+crop, resize and channel handling), one place for the card's calibration, thresholds,
+out-of-distribution score and not-finite checks, and one switch between torch and
+onnxruntime (`Classifier.load(path, runtime=...)`).
+
+```python
+clf = Classifier.load("runs/a/model.safetensors")          # or runtime="onnx"
+rows = clf.predict(["film.png", "folder/"])               # one row per film
+heat, info = clf.explain(read_image("film.png")[0])       # on the very input predict uses
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from cxrkit.errors import ModelFileError
+from cxrkit.infer.films import FilmPrep
+from cxrkit.infer.screen import Screening, screen_films, screen_image, training_views
+from cxrkit.io.film import as_film
+from cxrkit.models.calibration import apply_card_calibration
+from cxrkit.models.inference import label_row, logits_to_probs, resolve_device
+from cxrkit.models.ood import OOD_WARNING, FeatureReference, ScoredClassifier, ood_fields
+
+if TYPE_CHECKING:
+    from cxrkit.infer.onnx_runtime import OnnxModel
+
+RUNTIMES = ("torch", "onnx")
+#: A film to predict: a path (file, folder or glob) or an image array.
+FilmInput = str | os.PathLike[str] | np.ndarray
+
+
+class Classifier:
+    """A classification network (torch module or ONNX session) plus its model card.
+
+    Build one with `Classifier.load(path, runtime=...)`, or wrap an already loaded
+    `(net, card)` pair: `Classifier(net, card, reference=...)`, where `net` is a
+    `CXRNet` or an `OnnxModel`. `reference` is the model file's out-of-distribution
+    feature reference (an exported ONNX graph carries its own).
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module | OnnxModel,
+        card: dict[str, Any],
+        *,
+        reference: FeatureReference | None = None,
+        torch_net: torch.nn.Module | None = None,
+        device: str | torch.device | None = None,
+        path: str | Path | None = None,
+    ) -> None:
+        self.card = card
+        self.path = None if path is None else Path(path)
+        self.reference = reference
+        self.onnx: OnnxModel | None = None
+        if isinstance(net, torch.nn.Module):
+            self.net: torch.nn.Module | None = net
+        else:
+            self.onnx, self.net = net, torch_net  # the torch net (if any) serves explain
+        if device is None:
+            params = next(iter(self.net.parameters()), None) if self.net is not None else None
+            device = params.device if params is not None else "cpu"
+        self.device = resolve_device(str(device))
+        self.preparation = FilmPrep.from_card(card)
+        self._module: torch.nn.Module | None = None
+        if self.net is not None:
+            self.net = self.net.to(self.device).eval()
+            module = self.net if reference is None else ScoredClassifier(self.net, reference)
+            self._module = module.eval().to(memory_format=torch.channels_last)
+        self._cam_net: torch.nn.Module | None = None  # a copy: CAM hooks a layer
+        self._cam_lock = threading.Lock()
+
+    # ---- loading ---------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        runtime: str = "torch",
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> Classifier:
+        """Load a model file, a run directory or an exported `.onnx` file.
+
+        `runtime='onnx'` runs the network on onnxruntime (CPU): an `.onnx` file (or a run
+        directory holding `model.onnx`) as it is, a model file exported in memory first
+        (its torch network stays loaded for `explain`). An `.onnx` file is always ONNX.
+        """
+        from cxrkit.models.model_file import find_model_file, load_model_file
+        from cxrkit.models.ood import load_feature_reference
+
+        if runtime not in RUNTIMES:
+            raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        p = Path(path)
+        onnx_file = p / "model.onnx" if p.is_dir() else p
+        if p.suffix.lower() == ".onnx" or (runtime == "onnx" and onnx_file.is_file()):
+            from cxrkit.infer.onnx_runtime import load_onnx_model
+
+            session, card = load_onnx_model(onnx_file, threads=threads)
+            return cls(session, card, path=onnx_file)
+        p = find_model_file(p)
+        net, card = load_model_file(p)
+        reference = load_feature_reference(p)
+        if runtime == "torch":
+            return cls(net, card, reference=reference, device=device, path=p)
+        from cxrkit.infer.onnx_export import export_model_onnx
+        from cxrkit.infer.onnx_runtime import OnnxModel
+
+        scored = net if reference is None else ScoredClassifier(net, reference)
+        with tempfile.TemporaryDirectory(prefix="cxrkit-onnx-") as tmp:
+            onnx_path = export_model_onnx(scored, card, Path(tmp) / "model.onnx")
+            session = OnnxModel(onnx_path, threads=threads)
+        return cls(session, card, reference=reference, torch_net=net, device="cpu", path=p)
+
+    # ---- the card ----------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> str:
+        """'onnx' when probabilities come from onnxruntime, else 'torch'."""
+        return "onnx" if self.onnx is not None else "torch"
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, in the order of the probability columns."""
+        return list(self.card["class_names"])
+
+    @property
+    def task(self) -> str:
+        """'binary', 'multiclass' or 'multilabel'."""
+        return str(self.card["task"])
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The card's decision thresholds ([] : 0.5 for binary/multilabel, argmax else)."""
+        return list(self.card.get("thresholds") or [])
+
+    # ---- one film in, model input out --------------------------------------------------
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The network input (S, S) float32 in [0, 1] for a film: the ONE place where the
+        card's crop, resize and channel handling (grayscale, RGB averaged) are applied."""
+        return self.preparation(image)
+
+    # ---- the forward pass ----------------------------------------------------------------
+
+    def outputs(self, films: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (B, C) after the card's calibration, OOD scores (B,) or None)
+        for prepared films (B, S, S) or (B, 1, S, S)."""
+        x = torch.as_tensor(films, dtype=torch.float32)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if self.onnx is not None:
+            logits, scores = self.onnx.outputs(x.cpu().numpy())
+            probs = logits_to_probs(torch.from_numpy(logits), self.task).numpy()
+        else:
+            assert self._module is not None
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            cuda = self.device.type == "cuda"
+            with torch.inference_mode(), torch.autocast(self.device.type, enabled=cuda):
+                out = self._module(x)
+                logits, scores_t = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+                probs = logits_to_probs(logits, self.task).float().cpu().numpy()
+                scores = None if scores_t is None else scores_t.float().cpu().numpy()
+        return apply_card_calibration(probs, self.card), scores
+
+    def probs(self, films: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Calibrated class probabilities (B, C) of prepared films (B, [1,] S, S)."""
+        return self.outputs(films)[0]
+
+    def rows(
+        self,
+        names: Sequence[str],
+        films: np.ndarray | torch.Tensor,
+        screens: list[Screening] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Output rows of prepared films: `path`, `label` and `probabilities` (or `error`
+        when they are not finite), the OOD and screening columns and `warning`."""
+        probs, scores = self.outputs(films)
+        out = []
+        for k, (name, p) in enumerate(zip(names, probs, strict=True)):
+            ood = ood_fields(None if scores is None else float(scores[k]), self.card)
+            row = {"path": name, **self.label(p), **ood}
+            if screens is not None:
+                row.update(screens[k].set_ood(ood).fields())
+            elif ood["out_of_distribution"]:
+                row["warning"] = OOD_WARNING
+            out.append(row)
+        return out
+
+    def label(self, p: np.ndarray) -> dict[str, Any]:
+        """`label` and `probabilities` of one probability row, decided by the card's
+        thresholds; `{"error"}` when the row is not finite numbers in [0, 1]."""
+        return label_row(p, self.class_names, self.task, self.thresholds)
+
+    # ---- many films ----------------------------------------------------------------------
+
+    def predict(
+        self,
+        films: FilmInput | Sequence[FilmInput],
+        *,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        screen: bool = True,
+    ) -> list[dict[str, Any]]:
+        """One row per film: paths (files, folders searched for films, globs) and/or image
+        arrays. An unreadable film gives `{"path", "error"}` instead of a label."""
+        if isinstance(films, (str, os.PathLike, np.ndarray)):
+            films = [films]
+        if all(isinstance(f, (str, os.PathLike)) for f in films):
+            from cxrkit.infer.paths import expand_paths
+
+            films = expand_paths(films)  # type: ignore[arg-type]
+            workers = 2 if num_workers is None else num_workers
+        else:
+            workers = 0 if num_workers is None else num_workers
+        return list(
+            self.predict_iter(films, batch_size=batch_size, num_workers=workers, screen=screen)
+        )
+
+    def predict_iter(
+        self,
+        films: Sequence[Path | np.ndarray],
+        *,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        screen: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows in the order of `films`, streamed batch by batch (memory stays flat).
+
+        Films are read and prepared in DataLoader workers; with `screen`, rows also carry
+        the screening columns (`not_cxr`, `polarity`, `view`, `p_lateral`, `warning`).
+        """
+        from torch.utils.data import DataLoader
+
+        from cxrkit.infer.films import FilmFiles, collate_films, film_name
+
+        dataset = FilmFiles(films, self.prepare, screen=screen)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_films
+        )
+        views = training_views(self.card)
+        for batch in loader:
+            rows: dict[int, dict[str, Any]] = {
+                i: {"path": film_name(films, i), "error": err} for i, err in batch["errors"]
+            }
+            if batch["image"] is not None:
+                screens = None
+                if batch["screen"] is not None:
+                    screens = screen_films(batch["screen"], batch["rule"], views)
+                names = [film_name(films, i) for i in batch["index"]]
+                got = self.rows(names, batch["image"], screens)
+                rows.update(zip(batch["index"], got, strict=True))
+            for i in batch["order"]:
+                yield rows[i]
+
+    # ---- one film, all of it -------------------------------------------------------------
+
+    def assess(self, image: np.ndarray, name: str = "array") -> tuple[dict[str, Any], Screening]:
+        """Everything about one film in one forward pass: its output row (as `predict`)
+        and its `Screening` (polarity, view, not-a-chest-film, out-of-distribution)."""
+        film = as_film(image, name)
+        screening = screen_image(film, training_views(self.card))
+        row = self.rows([name], self.prepare(film)[None], [screening])[0]
+        return row, screening
+
+    def screen(self, image: np.ndarray) -> Screening:
+        """Polarity, view, not-a-chest-film and out-of-distribution verdicts of one film,
+        with the warnings a person should read (`Screening.warnings`)."""
+        return self.assess(image)[1]
+
+    def explain(
+        self,
+        image: np.ndarray,
+        method: str = "gradcam",
+        *,
+        class_name: str | int | None = None,
+        box_threshold: float = 0.5,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """(heat map (H, W) float32 in [0, 1] at the film's own size, info) by
+        pytorch-grad-cam, computed on exactly the input `predict` uses (`prepare`: crop
+        and resize); the map is put back through the crop's box and the resize."""
+        if self.net is None:
+            raise ModelFileError(
+                "explain needs the torch model file (.safetensors); an .onnx file has no CAM"
+            )
+        from cxrkit.explain.api import explain_film
+
+        film_image = as_film(image)
+        film, box = self.preparation.with_box(film_image)
+        probs = self.probs(film[None])[0]
+        with self._cam_lock:
+            if self._cam_net is None:
+                self._cam_net = copy.deepcopy(self.net)
+            return explain_film(
+                self._cam_net,
+                self.card,
+                film,
+                probs,
+                film_image.shape,
+                box,
+                method=method,
+                class_name=class_name,
+                box_threshold=box_threshold,
+            )
+
+    # ---- export --------------------------------------------------------------------------
+
+    def export_onnx(self, out: str | Path, *, opset: int = 17) -> tuple[Path, dict[str, Any]]:
+        """Write the network (and its OOD scorer) as ONNX to `out`; (path, card written)."""
+        from cxrkit.infer.onnx_export import export_model_onnx
+
+        if self.net is None:
+            raise ModelFileError("export needs the torch model file (.safetensors)")
+        source = self.path.name if self.path is not None else None
+        card = {**self.card, "export": {"source": source, "opset": opset}}
+        net = copy.deepcopy(self.net).cpu().float().to(memory_format=torch.contiguous_format)
+        module = net if self.reference is None else ScoredClassifier(net, self.reference)
+        return export_model_onnx(module, card, out, opset=opset), card
