@@ -85,6 +85,21 @@ def train_cmd(
         list[Path] | None,
         typer.Option(help="labelled set from another site, scored beside the test split"),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="processes per node, launched by torchrun (--batch-size is global)"),
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="nodes (with --rdzv-endpoint)")] = 1,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT of the rendezvous, the same on every node")
+    ] = None,
+    accumulate: Annotated[
+        int | None, typer.Option(help="micro-batches per optimizer step (gradient accumulation)")
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="auto | fp32 | bf16 | fp16 (autocast; auto: bf16/fp16 on GPU)"),
+    ] = None,
 ) -> None:
     """Train a classifier; writes RUN_DIR/model.safetensors, metrics.json, report.html."""
     from cxrkit.train import load_config, train
@@ -111,12 +126,21 @@ def train_cmd(
         num_workers=num_workers,
         cache_dir=cache_dir,
         device=device,
+        accumulate=accumulate,
+        precision=precision,
     )
     cfg = load_config(config, overrides, parse_overrides(set_ or []))
     _console_logging()
+    if (nproc or 1) * nnodes > 1:  # start the processes, unless this is one of them
+        from cxrkit.train import distributed
+
+        if distributed.launched_env() is None:
+            raise typer.Exit(distributed.launch(sys.argv[1:], nproc or 1, nnodes, rdzv_endpoint))
     result = train(
         data, out, cfg, resume=resume, show_progress=not no_progress, external=external or ()
     )
+    if result is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     _print_headline(result.metrics, out)
     _print_external(out)
 

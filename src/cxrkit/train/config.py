@@ -37,7 +37,9 @@ class TrainConfig:
     head_hidden: int | None = 256  # hidden units of the MLP head; None: a linear head
     dropout: float = 0.3
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: split over processes and accumulation steps
+    accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation)
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -173,6 +175,12 @@ def _validate(cfg: TrainConfig) -> None:
         raise CxrkitError(f"task must be binary, multiclass or multilabel, got {cfg.task!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise CxrkitError("epochs and batch_size must be >= 1")
+    if cfg.accumulate < 1 or cfg.batch_size % cfg.accumulate:
+        raise CxrkitError(
+            f"accumulate must be >= 1 and divide batch_size {cfg.batch_size}, got {cfg.accumulate}"
+        )
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise CxrkitError(f"precision must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     if cfg.early_stopping_patience < 1:
         raise CxrkitError("early_stopping_patience must be >= 1")
     if cfg.finetune_blocks is not None and cfg.finetune_blocks < 0:

@@ -18,6 +18,7 @@ from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
 from cxrkit.io.atomic import atomic_write
 from cxrkit.models.inference import predict_loader
+from cxrkit.train import distributed
 
 log = logging.getLogger("cxrkit.train")
 
@@ -55,7 +56,9 @@ def extract_features(
     """Pooled features for `table.records[indices]`, shape (len(indices), D); NaN rows = unreadable.
 
     Cached under `cache_root/<key>.npy`; the key covers the backbone, its weights, the
-    preprocessing, any augmentation and the files' sizes and mtimes.
+    preprocessing, any augmentation and the files' sizes and mtimes. In a distributed run
+    each rank codes every world_size-th film, all ranks receive all codes, and rank 0
+    writes the cache file (used only when every rank finds it).
     """
     paths = [table.records[i].path for i in indices]
     key = features_key(
@@ -71,12 +74,12 @@ def extract_features(
     )
     target = cache_root / f"{key}.npy"
     cached = _load_codes(target, (len(indices), model.feature_dim))
-    if cached is not None:
+    if distributed.all_ranks(cached is not None):
         log.info("CNN codes: cache hit %s", target.name)
         return cached
     dataset = CXRDataset(
         table,
-        indices=indices,
+        indices=distributed.rank_share(indices, even=False),
         size=size,
         resize_mode=resize_mode,
         cache_dir=cache_root.parent / "decoded",
@@ -97,16 +100,18 @@ def extract_features(
 
     feats, got = predict_loader(
         model,
-        track(loader, description="CNN codes", transient=True),
+        track(loader, description="CNN codes", transient=True, disable=not distributed.is_main()),
         task="binary",
         device=device,
         output="features",
     )
+    feats, got = distributed.gather_rows(feats, got)
     out = np.full((len(indices), model.feature_dim), np.nan, dtype=np.float32)
     pos = {int(i): k for k, i in enumerate(indices)}
     for row, i in zip(feats, got, strict=True):
         out[pos[int(i)]] = row
-    atomic_write(target, lambda fh: np.save(fh, out))
+    if distributed.is_main():
+        atomic_write(target, lambda fh: np.save(fh, out))
     return out
 
 
@@ -136,7 +141,13 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class FeatureBatches:
-    """Shuffled mini-batches over cached features, seeded by epoch so a resume replays them."""
+    """Shuffled mini-batches over cached features, seeded by epoch so a resume replays them.
+
+    `batch_size` is the global batch. In a distributed run each rank yields its share of
+    every batch (`cxrkit.train.distributed.rank_share`): the training order is padded so
+    the ranks take equal steps, an unshuffled (evaluation) order is split exactly. With
+    `accumulate` K, each global batch comes as K micro-batches.
+    """
 
     def __init__(
         self,
@@ -146,11 +157,13 @@ class FeatureBatches:
         seed: int,
         shuffle: bool = True,
         sample_weights: np.ndarray | None = None,
+        accumulate: int = 1,
     ) -> None:
         self.x = torch.as_tensor(features, dtype=torch.float32)
         self.y = torch.as_tensor(targets)
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.sample_weights = sample_weights
+        self.micro = distributed.micro_batch(batch_size, accumulate) if shuffle else batch_size
 
     def __call__(self, epoch: int = 0):
         n = len(self.x)
@@ -166,8 +179,12 @@ class FeatureBatches:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        for s in range(0, n, self.batch_size):
-            sel = order[s : s + self.batch_size]
+        if self.shuffle or self.sample_weights is not None:  # training: equal steps per rank
+            order = torch.as_tensor(distributed.rank_share(order, even=True))
+        else:  # evaluation: each film once, on one rank
+            order = torch.as_tensor(distributed.rank_share(order, even=False))
+        for s in range(0, len(order), self.micro):
+            sel = order[s : s + self.micro]
             yield {"image": self.x[sel], "target": self.y[sel], "index": sel}
 
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from cxrkit.data.balance import balanced_sampler
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
+from cxrkit.train import distributed
 from cxrkit.train.config import TrainConfig
 
 
@@ -48,7 +49,14 @@ def make_film_batches(
     shuffle: bool,
     targets: np.ndarray | None = None,
 ) -> Callable[[int], DataLoader]:
-    """A function epoch -> DataLoader over films; the shuffle is seeded by epoch (resumable)."""
+    """A function epoch -> DataLoader over films; the shuffle is seeded by epoch (resumable).
+
+    `cfg.batch_size` is the global batch. Every rank draws the same epoch order and takes
+    its share (`cxrkit.train.distributed.rank_share`; padded for training so ranks take
+    equal steps, exact for evaluation) in micro-batches of
+    `batch_size / (world_size * accumulate)`. Rank 0's order and loader seed are those of
+    a one-process run; other ranks' workers get their own augmentation seeds.
+    """
     ds = CXRDataset(
         table,
         indices=indices,
@@ -59,17 +67,19 @@ def make_film_batches(
         transform=augment,
     )
 
+    micro = distributed.micro_batch(cfg.batch_size, cfg.accumulate)
+
     def batches(epoch: int) -> DataLoader:
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        sampler = None
-        if shuffle and cfg.balance == "sampler" and targets is not None and targets.ndim == 1:
-            sampler = balanced_sampler(targets[indices], seed=cfg.seed * 1000 + epoch)
+        seed = cfg.seed * 1000 + epoch
+        order = _epoch_order(
+            len(ds), seed, shuffle, cfg, targets[indices] if targets is not None else None
+        )
+        rank = distributed.current().rank
         return DataLoader(
             ds,
-            batch_size=cfg.batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            generator=g,
+            batch_size=micro,
+            sampler=distributed.rank_share(order, even=shuffle).tolist(),
+            generator=torch.Generator().manual_seed(seed + 7919 * rank),
             num_workers=cfg.num_workers,
             collate_fn=collate_skip_bad,
             drop_last=False,
@@ -78,3 +88,14 @@ def make_film_batches(
         )
 
     return batches
+
+
+def _epoch_order(n: int, seed: int, shuffle: bool, cfg: TrainConfig, targets) -> np.ndarray:
+    """The epoch's film order, the same on every rank (and as DataLoader(shuffle=True) draws it)."""
+    if shuffle and cfg.balance == "sampler" and targets is not None and targets.ndim == 1:
+        return np.fromiter(balanced_sampler(targets, seed=seed), dtype=np.int64)
+    if not shuffle:
+        return np.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    torch.empty((), dtype=torch.int64).random_(generator=g)  # the loader's worker base seed
+    return torch.randperm(n, generator=g).numpy()

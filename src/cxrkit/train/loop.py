@@ -19,9 +19,11 @@ from torch import nn
 from cxrkit.errors import CxrkitError
 from cxrkit.io.atomic import remove_temps
 from cxrkit.models.inference import logits_to_probs
+from cxrkit.train import distributed
 from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.optim import build_optimizer, build_scheduler
+from cxrkit.train.precision import Precision, resolve_precision
 
 log = logging.getLogger("cxrkit.train")
 
@@ -79,22 +81,31 @@ def fit(
     epoch and `best.pt` whenever validation improves; with `resume=True` training
     continues after the last completed epoch (a kill mid-epoch repeats that epoch, whose
     shuffle is seeded by its number). On return `module` holds the best weights.
+
+    In a distributed run (`cxrkit.train.distributed`) each rank's batches are its share:
+    `module` trains inside DistributedDataParallel, the loss and validation outputs are
+    gathered over ranks, and rank 0 alone writes checkpoints. Each optimizer step takes
+    `cfg.accumulate` micro-batches under `cfg.precision`'s autocast.
     """
+    ctx = distributed.current()
     module.to(device)
     loss_fn.to(device)
+    train_module = distributed.wrap_ddp(module, device)
+    amp = resolve_precision(cfg.precision, device)
     optimizer = build_optimizer(module.parameters(), cfg)
     scheduler = build_scheduler(optimizer, cfg)
     result = FitResult()
     bad_epochs = 0
     start_epoch = 1
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=amp.scaler)
     best_state = copy.deepcopy(module.state_dict())
-    if not resume:  # a fresh run must never pick up an older run's checkpoints later
+    if not resume and ctx.is_main:  # a fresh run must never pick up older checkpoints
         for stale in (last_path, best_path):
             stale.unlink(missing_ok=True)
     for path in (last_path, best_path):  # temps left by a kill during a checkpoint write
-        remove_temps(path)
+        if ctx.is_main:
+            remove_temps(path)
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
         try:
@@ -110,6 +121,7 @@ def fit(
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         _set_rng_state(state)
+        distributed.seed_rank(cfg.seed + state["epoch"])  # ranks > 0: their own streams
         result.history = list(state["history"])
         result.best_epoch, result.best_score = state["best_epoch"], state["best_score"]
         bad_epochs = state["bad_epochs"]
@@ -122,14 +134,25 @@ def fit(
     elif resume:
         log.info("no checkpoint in %s: starting from epoch 1", ckpt_dir)
 
-    with _progress(show_progress) as progress:
+    with _progress(show_progress and ctx.is_main) as progress:
         task_id = progress.add_task("train", total=cfg.epochs, completed=start_epoch - 1, info="")
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.time()
-            train_loss = _train_one_epoch(
-                module, train_batches(epoch), loss_fn, optimizer, scaler, device
+            total, count = _train_one_epoch(
+                train_module,
+                train_batches(epoch),
+                loss_fn,
+                optimizer,
+                scaler,
+                device,
+                amp,
+                cfg.accumulate,
             )
-            val_loss, y_true, probs = _validate(module, val_batches(), loss_fn, task, device)
+            total, count = distributed.all_reduce_sum([total, count])
+            train_loss = total / max(count, 1)
+            val_loss, y_true, probs = _gather_validation(
+                *_validate(module, val_batches(), loss_fn, task, device, amp)
+            )
             score = validation_score(y_true, probs, task) if len(y_true) else float("nan")
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
@@ -153,25 +176,22 @@ def fit(
             # last.pt first: it alone says which epochs are done. A kill between the two
             # writes leaves best.pt one best behind, and then last.pt's own weights are the
             # best ones (see _resume_best_state).
-            save_checkpoint(
-                last_path,
-                {
-                    "module": module.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                    "history": result.history,
-                    "epoch": epoch,
-                    "best_epoch": result.best_epoch,
-                    "best_score": result.best_score,
-                    "bad_epochs": bad_epochs,
-                    "stopped_early": stop,
-                },
-            )
-            if improved:
-                save_checkpoint(best_path, {"module": best_state, "epoch": epoch, "score": score})
+            state = {
+                "module": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                "history": result.history,
+                "epoch": epoch,
+                "best_epoch": result.best_epoch,
+                "best_score": result.best_score,
+                "bad_epochs": bad_epochs,
+                "stopped_early": stop,
+            }
+            if ctx.is_main:  # the state is the same on every rank (DDP keeps them in step)
+                _save_epoch(last_path, best_path, improved, best_state, epoch, score, state)
             log.info(
                 "epoch %d/%d train_loss %.4f val_loss %.4f val_auc %.4f lr %.2e (%.1fs)%s",
                 epoch,
@@ -195,6 +215,27 @@ def fit(
     if result.best_epoch >= 1:  # else no epoch scored (NaN AUC): keep the last weights
         module.load_state_dict(best_state)
     return result
+
+
+def _save_epoch(last_path, best_path, improved, best_state, epoch, score, state) -> None:
+    """`last.pt` first: it alone says which epochs are done (see `_resume_best_state`)."""
+    save_checkpoint(last_path, state)
+    if improved:
+        save_checkpoint(best_path, {"module": best_state, "epoch": epoch, "score": score})
+
+
+def _gather_validation(val_loss, y_true, probs):
+    """Each rank validated its share: the loss and outputs of all of them, exactly."""
+    if not distributed.current().active:
+        return val_loss, y_true, probs
+    n = len(y_true)
+    total, count = distributed.all_reduce_sum([val_loss * n if n else 0.0, n])
+    parts = [(y, p) for y, p in distributed.all_gather_objects((y_true, probs)) if len(y)]
+    if not parts:
+        return float("nan"), y_true, probs
+    ys = np.concatenate([y for y, _ in parts])
+    ps = np.concatenate([p for _, p in parts])
+    return total / count, ys, ps
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -233,40 +274,67 @@ def freeze_frozen_batchnorm(module: nn.Module) -> None:
                 m.eval()
 
 
-def _train_one_epoch(module, batches, loss_fn, optimizer, scaler, device) -> float:
+def _micro_groups(batches, accumulate: int):
+    """Consecutive micro-batches in groups of `accumulate`: one optimizer step each."""
+    group: list = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _to_device(batch, device):
+    x = batch["image"].to(device, non_blocking=True)
+    y = batch["target"].to(device, non_blocking=True)
+    if x.dim() == 4 and device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _train_one_epoch(
+    module, batches, loss_fn, optimizer, scaler, device, amp: Precision, accumulate: int = 1
+) -> tuple[float, int]:
+    """One pass; returns (summed loss, films) of this rank.
+
+    Each group of `accumulate` micro-batches is one optimizer step whose gradient is the
+    mean over the group's films (each micro-batch's mean loss weighted by its share);
+    under DDP only the group's last backward all-reduces.
+    """
     module.train()
     freeze_frozen_batchnorm(module)
     total, count = 0.0, 0
-    for batch in batches:
-        if batch is None:
+    for group in _micro_groups(batches, accumulate):
+        kept = [b for b in group if b is not None]
+        if not kept:
+            if distributed.current().active:  # the other ranks wait in this step's all-reduce
+                raise CxrkitError("every film of a training step was unreadable on this rank")
             continue
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["target"].to(device, non_blocking=True)
-        if x.dim() == 4 and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        n_step = sum(len(b["target"]) for b in kept)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            loss = loss_fn(module(x), y)
-        scaler.scale(loss).backward()
+        for k, batch in enumerate(kept):
+            x, y = _to_device(batch, device)
+            with distributed.no_sync(module, sync=k == len(kept) - 1), amp.autocast():
+                loss = loss_fn(module(x), y)
+            scaler.scale(loss * (len(y) / n_step)).backward()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss.detach()) * len(y)
-        count += len(y)
-    return total / max(count, 1)
+    return total, count
 
 
 @torch.inference_mode()
-def _validate(module, batches, loss_fn, task, device):
+def _validate(module, batches, loss_fn, task, device, amp: Precision):
     module.eval()
     total, count, ys, ps = 0.0, 0, [], []
     for batch in batches:
         if batch is None:
             continue
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["target"].to(device, non_blocking=True)
-        if x.dim() == 4 and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        x, y = _to_device(batch, device)
+        with amp.autocast():
             logits = module(x)
         logits = logits.float()
         total += float(loss_fn(logits, y)) * len(y)
