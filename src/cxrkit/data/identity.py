@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,13 @@ def data_record(source: str | Path) -> dict[str, Any]:
     if labels.is_file():
         record["labels_sha256"] = file_sha256(labels)
     return record
+
+
+def portable_paths(values: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """`values` with each path option named in `keys` cut to its file or folder name, so a
+    config saved in a model card shows nothing of the machine it was trained on."""
+    out = dict(values)
+    for key in keys:
+        if isinstance(out.get(key), str):
+            out[key] = Path(out[key]).name
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrkit.data.identity import data_record
+from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
 from cxrkit.models.model_file import provenance
@@ -409,7 +409,7 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
         "postprocess": choice.get("postprocess", DEFAULT_POSTPROCESS),
         "tta_hflip": choice.get("tta_hflip", False),
         "training": {
-            "config": cfg.to_dict(),
+            "config": portable_paths(cfg.to_dict(), ("weights", "split_file")),
             **provenance(),
         },
     }

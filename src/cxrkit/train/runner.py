@@ -18,7 +18,7 @@ from cxrkit.data.augment import build_augmentation_from_dict
 from cxrkit.data.balance import class_weights, sample_weights
 from cxrkit.data.cache import file_sha256
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
-from cxrkit.data.identity import dataset_name
+from cxrkit.data.identity import dataset_name, portable_paths
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
@@ -27,10 +27,9 @@ from cxrkit.evaluate.transfer import headline
 from cxrkit.io.atomic import atomic_write_text
 from cxrkit.logfile import attach_log_file
 from cxrkit.models import create_model, get_spec
-from cxrkit.models.inference import predict_loader, prepare_for_device
+from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
 from cxrkit.models.model_file import provenance, save_model_file
 from cxrkit.models.ood import fit_feature_reference
-from cxrkit.train import distributed
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
@@ -57,13 +56,11 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     external: Sequence[str | Path] = (),
-) -> TrainResult | None:
+) -> TrainResult:
     """Train on `data` (labels.csv or class folders) into `out_dir`.
 
     Returns a `TrainResult`: the test-split `metrics`, the `run_dir` and the trained
-    `model` (a `Classifier`, loaded from `model.safetensors` on first use). Inside a
-    torchrun / srun launch (`cxrkit.train.distributed`) all ranks train, rank 0 writes
-    the run and returns its result, the other ranks return None.
+    `model` (a `Classifier`, loaded from `model.safetensors` on first use).
 
     Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
     `training_curves.png`, and the test split's `metrics.json`, plots and `report.html`.
@@ -73,12 +70,11 @@ def train(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ctx, device = distributed.setup(cfg.device)  # joins a torchrun / srun launch, if any
-    if ctx.is_main:  # rank 0 alone writes the run's files; other ranks return None
-        attach_log_file(out / "train.log")
+    attach_log_file(out / "train.log")
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
     spec = get_spec(cfg.backbone)  # an unknown backbone or a too small size fails before any work
     size = cfg.image_size or spec.input_size
     if size < spec.min_input_size:
@@ -104,8 +100,7 @@ def train(
         {k: len(v) for k, v in splits.items()},
     )
     _check_resumed_config(out / "config.yaml", cfg, resume)
-    if ctx.is_main:
-        atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))  # `--resume` reads it back
+    atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))  # `--resume` reads it back
 
     model = create_model(
         cfg.backbone,
@@ -116,7 +111,6 @@ def train(
         dropout=cfg.dropout,
     )
     model = prepare_for_device(model, device)
-    distributed.seed_rank(cfg.seed)  # same initial weights on all ranks, own noise after
     targets = table.targets()
     weights = class_weights(targets[splits["train"]], task) if cfg.balance == "loss" else None
     loss_fn = build_loss(task, weights)
@@ -133,13 +127,7 @@ def train(
         with single_cpu_thread(device):  # a small head: extra threads only spin-wait
             result = fit(
                 model.head,
-                FeatureBatches(
-                    *feats["train"],
-                    cfg.batch_size,
-                    cfg.seed,
-                    sample_weights=sample_w,
-                    accumulate=cfg.accumulate,
-                ),
+                FeatureBatches(*feats["train"], cfg.batch_size, cfg.seed, sample_weights=sample_w),
                 lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
                 loss_fn,
                 task,
@@ -149,8 +137,6 @@ def train(
                 resume,
                 show_progress,
             )
-        if not ctx.is_main:
-            return None
         val_probs = _head_probs(model, feats["val"][0], task, device)
         test_probs = _head_probs(model, feats["test"][0], task, device)
         val_y, test_y = feats["val"][1], feats["test"][1]
@@ -175,8 +161,6 @@ def train(
             resume,
             show_progress,
         )
-        if not ctx.is_main:
-            return None
         val_probs, val_idx = _film_probs(
             model, table, splits["val"], size, cfg, cache_root, task, device
         )
@@ -368,8 +352,7 @@ def _splits_for(
     for name in ("train", "val", "test"):
         if len(splits.get(name, [])) == 0:
             raise CxrkitError(f"the {name} split is empty: the dataset is too small to split")
-    if distributed.is_main():
-        write_split_csv(split_csv, table, splits)
+    write_split_csv(split_csv, table, splits)
     return splits
 
 
@@ -462,11 +445,7 @@ def _weights_record(cfg: TrainConfig) -> dict[str, Any] | str | None:
 
 def _portable_config(cfg: TrainConfig) -> dict[str, Any]:
     """The config for the card: path options reduced to their file or folder names."""
-    out = cfg.to_dict()
-    for key in _PATH_OPTIONS:
-        if isinstance(out.get(key), str) and out[key] != "hub":
-            out[key] = Path(out[key]).name
-    return out
+    return portable_paths(cfg.to_dict(), _PATH_OPTIONS)
 
 
 def _class_counts(table: LabelTable, idx: np.ndarray) -> dict[str, int]:
