@@ -27,9 +27,10 @@ from cxrkit.evaluate.transfer import headline
 from cxrkit.io.atomic import atomic_write_text
 from cxrkit.logfile import attach_log_file
 from cxrkit.models import create_model, get_spec
-from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
+from cxrkit.models.inference import predict_loader, prepare_for_device
 from cxrkit.models.model_file import provenance, save_model_file
 from cxrkit.models.ood import fit_feature_reference
+from cxrkit.train import distributed
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
@@ -56,11 +57,13 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     external: Sequence[str | Path] = (),
-) -> TrainResult:
+) -> TrainResult | None:
     """Train on `data` (labels.csv or class folders) into `out_dir`.
 
     Returns a `TrainResult`: the test-split `metrics`, the `run_dir` and the trained
-    `model` (a `Classifier`, loaded from `model.safetensors` on first use).
+    `model` (a `Classifier`, loaded from `model.safetensors` on first use). Inside a
+    torchrun / srun launch (`cxrkit.train.distributed`) all ranks train, rank 0 writes
+    the run and returns its result, the other ranks return None.
 
     Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
     `training_curves.png`, and the test split's `metrics.json`, plots and `report.html`.
@@ -70,11 +73,12 @@ def train(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    attach_log_file(out / "train.log")
+    ctx, device = distributed.setup(cfg.device)  # joins a torchrun / srun launch, if any
+    if ctx.is_main:  # rank 0 alone writes the run's files; other ranks return None
+        attach_log_file(out / "train.log")
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
     spec = get_spec(cfg.backbone)  # an unknown backbone or a too small size fails before any work
     size = cfg.image_size or spec.input_size
     if size < spec.min_input_size:
@@ -100,7 +104,8 @@ def train(
         {k: len(v) for k, v in splits.items()},
     )
     _check_resumed_config(out / "config.yaml", cfg, resume)
-    atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))  # `--resume` reads it back
+    if ctx.is_main:
+        atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))  # `--resume` reads it back
 
     model = create_model(
         cfg.backbone,
@@ -111,6 +116,7 @@ def train(
         dropout=cfg.dropout,
     )
     model = prepare_for_device(model, device)
+    distributed.seed_rank(cfg.seed)  # same initial weights on all ranks, own noise after
     targets = table.targets()
     weights = class_weights(targets[splits["train"]], task) if cfg.balance == "loss" else None
     loss_fn = build_loss(task, weights)
@@ -127,7 +133,13 @@ def train(
         with single_cpu_thread(device):  # a small head: extra threads only spin-wait
             result = fit(
                 model.head,
-                FeatureBatches(*feats["train"], cfg.batch_size, cfg.seed, sample_weights=sample_w),
+                FeatureBatches(
+                    *feats["train"],
+                    cfg.batch_size,
+                    cfg.seed,
+                    sample_weights=sample_w,
+                    accumulate=cfg.accumulate,
+                ),
                 lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
                 loss_fn,
                 task,
@@ -137,6 +149,8 @@ def train(
                 resume,
                 show_progress,
             )
+        if not ctx.is_main:
+            return None
         val_probs = _head_probs(model, feats["val"][0], task, device)
         test_probs = _head_probs(model, feats["test"][0], task, device)
         val_y, test_y = feats["val"][1], feats["test"][1]
@@ -161,6 +175,8 @@ def train(
             resume,
             show_progress,
         )
+        if not ctx.is_main:
+            return None
         val_probs, val_idx = _film_probs(
             model, table, splits["val"], size, cfg, cache_root, task, device
         )
@@ -352,7 +368,8 @@ def _splits_for(
     for name in ("train", "val", "test"):
         if len(splits.get(name, [])) == 0:
             raise CxrkitError(f"the {name} split is empty: the dataset is too small to split")
-    write_split_csv(split_csv, table, splits)
+    if distributed.is_main():
+        write_split_csv(split_csv, table, splits)
     return splits
 
 
