@@ -20,6 +20,7 @@ def _register() -> None:
         data_cmd,
         explain_cmd,
         model_cmds,
+        pacs_cmd,
         polarity_cmd,
         segment_cmd,
         serve_cmds,
@@ -28,6 +29,7 @@ def _register() -> None:
 
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(segment_cmd.app, name="segment")
+    app.add_typer(pacs_cmd.app, name="pacs")
     model_cmds.register(app)
     explain_cmd.register(app)
     polarity_cmd.register(app)

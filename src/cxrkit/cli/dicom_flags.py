@@ -32,10 +32,7 @@ def make_writer(
         raise CxrkitError(
             f"--dicom-out needs highdicom ({exc}): pip install 'cxrkit[dicom]'"
         ) from exc
-    try:
-        return DicomResultWriter(net, card, model_path=model, uid_root=uid_root, **kw)
-    except CxrkitError as exc:
-        raise CxrkitError(str(exc).replace("UID root", "--uid-root", 1)) from exc
+    return DicomResultWriter(net, card, model_path=model, uid_root=uid_root, **kw)
 
 
 def dicom_outputs(rows: Iterable[dict], writer: Any, folder: Path) -> Iterator[dict]:

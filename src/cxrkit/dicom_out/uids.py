@@ -20,10 +20,10 @@ def check_uid_root(root: str | None) -> str | None:
     root = root.strip().rstrip(".")
     if not _ROOT.match(root):
         raise CxrkitError(
-            f"UID root {root!r}: use digits separated by dots, no leading zeros (e.g. 1.2.826.0.1)"
+            f"uid_root={root!r}: use digits separated by dots, no leading zeros (e.g. 1.2.826.0.1)"
         )
     if len(root) > MAX_ROOT_LENGTH:
-        raise CxrkitError(f"UID root {root!r}: at most {MAX_ROOT_LENGTH} characters")
+        raise CxrkitError(f"uid_root={root!r}: at most {MAX_ROOT_LENGTH} characters")
     return root
 
 

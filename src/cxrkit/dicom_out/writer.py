@@ -65,6 +65,7 @@ class DicomResultWriter:
     method: str = "gradcam"
     alpha: float = 0.5
     overlay: bool = True
+    reference: Any = None  # the model's OOD feature reference, for callers that predict
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _stems: dict[str, int] = field(default_factory=dict, repr=False)
@@ -72,9 +73,14 @@ class DicomResultWriter:
     def __post_init__(self) -> None:
         self.uid_root = check_uid_root(self.uid_root)
         self.model_name, self.model_version = model_identity(self.card, self.model_path)
-        # one SR series and one overlay series per run, as a modality groups one session
-        self.sr_series = new_uid(self.uid_root)
-        self.sc_series = new_uid(self.uid_root)
+        self._series: dict[tuple[str, str], str] = {}
+
+    def series_uid(self, study_uid: str, kind: str) -> str:
+        """One new SR / overlay series per study and writer (a series never spans studies)."""
+        key = (str(study_uid), kind)
+        if key not in self._series:
+            self._series[key] = new_uid(self.uid_root)
+        return self._series[key]
 
     def build(
         self,
@@ -94,7 +100,7 @@ class DicomResultWriter:
                 model_name=self.model_name,
                 model_version=self.model_version,
                 uid_root=self.uid_root,
-                series_uid=self.sr_series,
+                series_uid=self.series_uid(source.StudyInstanceUID, "sr"),
             )
         sc = None
         if self.overlay:
@@ -110,7 +116,8 @@ class DicomResultWriter:
 
             rgb = overlay_heatmap(image, heatmap, alpha=self.alpha)
             rgb = burn_notice(rgb, overlay_lines(row, self.model_name, self.model_version))
-            sc = build_overlay(source, rgb, uid_root=self.uid_root, series_uid=self.sc_series)
+            series = self.series_uid(source.StudyInstanceUID, "overlay")
+            sc = build_overlay(source, rgb, uid_root=self.uid_root, series_uid=series)
         return DicomResults(str(source.SOPInstanceUID), sr, sc)
 
     def add(

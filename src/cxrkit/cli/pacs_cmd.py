@@ -1,0 +1,114 @@
+"""`cxr pacs run`: predict new CR/DX films of a DICOMweb PACS and store SR + overlay back."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cxrkit.cli import dicom_flags
+
+console = Console(stderr=True)
+app = typer.Typer(no_args_is_help=True, help="DICOMweb PACS round trip (QIDO / WADO / STOW).")
+
+
+def default_state(url: str) -> Path:
+    """One state file per server URL under ~/.cache/cxrkit/pacs/."""
+    digest = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return Path.home() / ".cache" / "cxrkit" / "pacs" / f"{digest}.sqlite"
+
+
+@app.command("run")
+def run_cmd(
+    model: Annotated[Path, typer.Argument(help="model file or run directory")],
+    url: Annotated[
+        str, typer.Option(help="DICOMweb root of the PACS, e.g. https://pacs/dicom-web")
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="only studies on or after this date (YYYY-MM-DD)")
+    ] = None,
+    modality: Annotated[str, typer.Option(help="modalities to query, comma-separated")] = "CR,DX",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the new films; fetch and store nothing")
+    ] = False,
+    watch: Annotated[
+        float | None, typer.Option(help="poll again every SECONDS until Ctrl-C")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of processed films (default: one per URL in ~/.cache)"),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="try films that failed before again")
+    ] = False,
+    uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
+    batch_size: Annotated[int, typer.Option(help="films fetched and predicted together")] = 8,
+) -> None:
+    """Query new films (QIDO-RS), fetch them (WADO-RS), predict, store SR + overlay (STOW-RS).
+
+    Authentication from the environment: CXR_PACS_TOKEN (bearer), or CXR_PACS_USER and
+    CXR_PACS_PASSWORD (basic). Research use only: the results are not a medical device's.
+    """
+    from cxrkit.cli.threads import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch loads
+    from cxrkit.errors import CxrkitError
+    from cxrkit.models.model_file import load_model_file
+    from cxrkit.models.ood import load_feature_reference
+    from cxrkit.pacs import ProcessedStore, connect, parse_modalities, parse_since, run_once
+
+    if watch is not None and watch <= 0:
+        raise CxrkitError(f"--watch {watch}: give a number of seconds > 0")
+    if batch_size < 1:
+        raise CxrkitError(f"--batch-size {batch_size}: give at least 1")
+    since_date, modalities = parse_since(since), parse_modalities(modality)
+    client = connect(url)
+    net, card = load_model_file(model)
+    writer = dicom_flags.make_writer(net, card, model, uid_root)
+    writer.reference = load_feature_reference(model)
+    store = ProcessedStore(state or default_state(url))
+    console.print(
+        f"model {writer.model_name} {writer.model_version}; state {store.path}", highlight=False
+    )
+    try:
+        while True:
+            try:
+                summary = run_once(
+                    client,
+                    writer,
+                    store,
+                    modalities=modalities,
+                    since=since_date,
+                    dry_run=dry_run,
+                    retry_failed=retry_failed,
+                    batch_size=batch_size,
+                    log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True),
+                )
+                _print_summary(summary, dry_run)
+            except CxrkitError as exc:
+                if watch is None:
+                    raise
+                console.print(f"[yellow]warning:[/] {escape(str(exc))}; trying again later")
+            if watch is None:
+                break
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        console.print("stopped", highlight=False)
+    finally:
+        store.close()
+
+
+def _print_summary(summary, dry_run: bool) -> None:
+    verb = "would process" if dry_run else "processed"
+    console.print(
+        f"{summary.found} {'film' if summary.found == 1 else 'films'} found, "
+        f"{summary.new} new; {verb} {summary.done if not dry_run else summary.new}, "
+        f"failed {len(summary.failed)}, stored {summary.stored} object(s) "
+        f"in {summary.seconds:.1f} s",
+        highlight=False,
+    )
