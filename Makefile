@@ -10,7 +10,7 @@ ifeq ($(DATA),../shared/data/kermany_pneumonia)
 EXTERNAL ?= $(wildcard ../shared/data/kermany_site)
 endif
 
-.PHONY: demo test lint clean chromium pacs-tools
+.PHONY: demo test lint docs clean chromium pacs-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ pacs-tools:
 	--no-install-recommends orthanc orthanc-dicomweb dicom3tools >/dev/null; } \
 	|| echo "warning: orthanc, orthanc-dicomweb or dicom3tools not installed"
 
-test: $(VENV)/.installed-dev chromium pacs-tools
+test: $(VENV)/.installed-dev chromium pacs-tools docs
 	$(BIN)/python -m pytest -q
+
+# The API reference (mkdocs + mkdocstrings, read from the docstrings without importing
+# torch) and the guides in docs/; --strict: any warning fails the build, and `make test`.
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict --quiet
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

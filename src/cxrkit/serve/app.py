@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from cxrkit import __version__
 from cxrkit.io.pool import DecodePool
@@ -107,7 +108,9 @@ def create_app(
             log.info("decode pool closed")
         workdir.cleanup()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI / ReDoc served from the package, no CDN: hospital
+    # servers often have no internet.
+    app = FastAPIOffline(
         title="cxrkit",
         version=__version__,
         description="Chest X-ray classification: upload a PNG, JPEG or DICOM film.",
