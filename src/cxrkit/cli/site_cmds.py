@@ -42,6 +42,12 @@ def calibrate_cmd(
     batch_size: IntOpt = 32,
     num_workers: IntOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    model_name: Annotated[
+        str | None, typer.Option(help="the new card's name (default: the source's)")
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="the new card's version (default: the source's)")
+    ] = None,
 ) -> None:
     """Refit threshold and probability calibration on a labelled site set into a new model file."""
     report = _run_site_verb(
@@ -58,6 +64,8 @@ def calibrate_cmd(
         ci_width=ci_width,
         batch_size=batch_size,
         num_workers=num_workers,
+        model_name=model_name,
+        model_version=model_version,
     )
     if report is None:
         return

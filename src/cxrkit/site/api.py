@@ -36,11 +36,15 @@ def calibrate_model(
     batch_size: int = 32,
     num_workers: int = 0,
     seed: int = 0,
+    model_name: str | None = None,
+    model_version: str | None = None,
 ) -> dict[str, Any]:
     """Fit threshold and probability calibration on a labelled site set; write a new model file.
 
     Returns a report: the site, the fitted threshold and calibration, cross-validated
     figures before (the model as given) and after (fitted on the other folds), warnings.
+    The new card's `name` / `version` (DICOM reports) are `model_name` / `model_version`,
+    else the source card's, else the output folder's name and the cxrkit version.
     """
     check_methods(method, probabilities)
     source = find_model_file(model_path)
@@ -97,6 +101,8 @@ def calibrate_model(
     if card.get("prior_shift"):
         record["replaced_prior_shift"] = card["prior_shift"]
     new["site_calibration"] = record
+    new["name"] = model_name or card.get("name") or Path(dst).resolve().parent.name
+    new["version"] = model_version or card.get("version") or _stamp()["cxrkit_version"]
     write_model_copy(source, dst, new)
     return {"out": str(dst), "site_calibration": record, "probability_calibration": cal}
 

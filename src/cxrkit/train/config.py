@@ -65,9 +65,15 @@ class TrainConfig:
     fix_polarity: bool = False  # invert films the polarity model is sure are inverted
     n_bootstrap: int = 1000
     device: str = "auto"
+    model_name: str | None = None  # the card's `name` (DICOM reports); None: the run folder's
+    model_version: str | None = None  # the card's `version`; None: the cxrkit version
 
     def __post_init__(self) -> None:
         """Check every option on construction: types first, then allowed values."""
+        for name in ("model_name", "model_version"):  # YAML reads `2.1` as a number
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(self, name, str(value))
         _check_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         _validate(self)
 

@@ -200,6 +200,7 @@ def train(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
     card["ood"] = reference.card()
+    card.update(model_identity(cfg, out))
     metrics = evaluate_predictions(
         test_y,
         test_probs,
@@ -431,6 +432,14 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
             **provenance(),
         },
     }
+
+
+def model_identity(cfg: TrainConfig, out: Path) -> dict[str, str]:
+    """The card's `name` and `version`: set in the config, else the run folder and cxrkit's."""
+    from cxrkit import __version__
+
+    name = cfg.model_name or out.resolve().name
+    return {"name": name, "version": cfg.model_version or __version__}
 
 
 _PATH_OPTIONS = ("weights", "cache_dir", "split_file")
