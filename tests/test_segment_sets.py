@@ -198,3 +198,10 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     test = json.loads((run / "test" / "metrics.json").read_text())
     assert set(test["groups"]["set"]) == {"annot_a", "annot_b"}
     assert test["annotators"]["n"] == 0 or "inter_annotator" in test["annotators"]
+    again = tmp_path / "again"
+    args = ["segment", "train", "--data", a, "--out", again, "--init", run / "model.safetensors"]
+    args += ["--epochs", "1", "--size", "64", "--val", "0.2", "--test", "0.2", "--threads", "1"]
+    result = runner.invoke(app, [str(x) for x in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    config = read_lung_card(again / "model.safetensors")["training"]["config"]
+    assert config["init"] == "model.safetensors"  # the file's name, never a local path

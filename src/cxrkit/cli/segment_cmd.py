@@ -94,6 +94,9 @@ def train_cmd(
     weights: Annotated[
         Path | None, typer.Option(help="ImageNet weights for the encoder (local file)")
     ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="lung model file to continue training from")
+    ] = None,
     encoder: Annotated[str, typer.Option(help="timm encoder registered in cxrkit.models")] = (
         "mobilenetv2_100"
     ),
@@ -128,6 +131,7 @@ def train_cmd(
     cfg = SegTrainConfig(
         encoder=encoder,
         weights=str(weights) if weights else None,
+        init=str(init) if init else None,
         size=size,
         epochs=epochs,
         batch_size=batch_size,

@@ -66,6 +66,7 @@ class SegTrainConfig:
 
     encoder: str = DEFAULT_ENCODER
     weights: str | None = None  # ImageNet checkpoint for the encoder; None: random init
+    init: str | None = None  # a lung model file to continue from (its encoder and decoder)
     decoder_channels: tuple[int, ...] = DEFAULT_DECODER
     size: int = DEFAULT_SIZE
     epochs: int = 40
@@ -147,7 +148,10 @@ def train_lung_model(
     )
 
     net = LungNet(cfg.encoder, cfg.decoder_channels)
-    if cfg.weights:
+    if cfg.init:
+        _load_init(net, cfg.init)
+        log.info("U-Net starts from the lung model %s", cfg.init)
+    elif cfg.weights:
         n = load_encoder_weights(net, cfg.weights)
         log.info("encoder %s: %d tensors from %s", cfg.encoder, n, cfg.weights)
     else:
@@ -280,6 +284,19 @@ def train_lung_model(
     return results
 
 
+def _load_init(net: LungNet, path: str) -> None:
+    """Copy a lung model file's weights into `net` (same encoder and decoder required)."""
+    from cxrkit.segment.model import load_lung_net
+
+    start, _card = load_lung_net(path)
+    if (start.encoder_name, start.decoder_channels) != (net.encoder_name, net.decoder_channels):
+        raise CxrkitError(
+            f"init={path}: a {start.encoder_name} U-Net with decoder {start.decoder_channels}, "
+            f"not {net.encoder_name} with {net.decoder_channels}"
+        )
+    net.load_state_dict(start.state_dict())
+
+
 def _progress(step: int, total_steps: int, t_loop: float, cfg: SegTrainConfig) -> float:
     """Share of the run done, in [0, 1]: steps over the planned steps, or the time spent
     training over the budget (`max_minutes`), whichever is further along."""
@@ -409,7 +426,7 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
         "postprocess": choice.get("postprocess", DEFAULT_POSTPROCESS),
         "tta_hflip": choice.get("tta_hflip", False),
         "training": {
-            "config": portable_paths(cfg.to_dict(), ("weights", "split_file")),
+            "config": portable_paths(cfg.to_dict(), ("weights", "init", "split_file")),
             **provenance(),
         },
     }
