@@ -239,3 +239,13 @@ def polarity_set(
     console.print(
         f"wrote {s['n_films']} films ({s['size']} px) and labels.csv to {escape(s['out'])}"
     )
+
+
+def _register_public_sets() -> None:
+    """`cxr data sets | prepare | download | convert | merge` live in datasets_cmd."""
+    from cxrkit.cli import datasets_cmd
+
+    datasets_cmd.register(app)
+
+
+_register_public_sets()
