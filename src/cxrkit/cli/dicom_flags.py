@@ -21,9 +21,16 @@ UID_ROOT_HELP = "UID root of the new DICOM series and instances (your organisati
 
 
 def make_writer(
-    net: Any, card: dict, model: Path, uid_root: str | None, runtime: str = "torch", **kw: Any
+    net: Any,
+    card: dict,
+    model: Path,
+    uid_root: str | None,
+    runtime: str = "torch",
+    check_only: bool = False,
+    **kw: Any,
 ) -> Any:
-    """A `DicomResultWriter` for the flags, or a flag-worded error (no highdicom, ONNX)."""
+    """A `DicomResultWriter` for the flags, or a flag-worded error (no highdicom, ONNX,
+    bad UID root); `check_only` checks the flags without a model."""
     if runtime != "torch":
         raise CxrkitError("--dicom-out needs --runtime torch (the heat map needs gradients)")
     try:
@@ -32,6 +39,11 @@ def make_writer(
         raise CxrkitError(
             f"--dicom-out needs highdicom ({exc}): pip install 'cxrkit[dicom]'"
         ) from exc
+    if check_only:
+        from cxrkit.dicom_out import check_uid_root
+
+        check_uid_root(uid_root)
+        return None
     return DicomResultWriter(net, card, model_path=model, uid_root=uid_root, **kw)
 
 

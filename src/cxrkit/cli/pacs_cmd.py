@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -68,19 +69,24 @@ def run_cmd(
         raise CxrkitError(f"--batch-size {batch_size}: give at least 1")
     since_date, modalities = parse_since(since), parse_modalities(modality)
     client = connect(url)
-    net, card = load_model_file(model)
-    writer = dicom_flags.make_writer(net, card, model, uid_root)
-    writer.reference = load_feature_reference(model)
+    dicom_flags.make_writer(None, {}, model, uid_root, check_only=True)  # bad flags fail first
+
+    @functools.cache
+    def get_writer():  # the model loads on the first new film (torch import: seconds)
+        net, card = load_model_file(model)
+        writer = dicom_flags.make_writer(net, card, model, uid_root)
+        writer.reference = load_feature_reference(model)
+        console.print(f"model {writer.model_name} {writer.model_version}", highlight=False)
+        return writer
+
     store = ProcessedStore(state or default_state(url))
-    console.print(
-        f"model {writer.model_name} {writer.model_version}; state {store.path}", highlight=False
-    )
+    console.print(f"state {store.path}", highlight=False)
     try:
         while True:
             try:
                 summary = run_once(
                     client,
-                    writer,
+                    get_writer,
                     store,
                     modalities=modalities,
                     since=since_date,

@@ -92,7 +92,7 @@ def _uid(item: dict[str, Any], tag: str) -> str:
 
 def run_once(
     client: Any,
-    writer: Any,
+    get_writer: Callable[[], Any],
     store: ProcessedStore,
     *,
     modalities: list[str],
@@ -102,7 +102,11 @@ def run_once(
     batch_size: int = 8,
     log: Callable[[str], None] = print,
 ) -> RunSummary:
-    """One pass over the server; `writer` is a `cxrkit.dicom_out.DicomResultWriter`."""
+    """One pass over the server.
+
+    `get_writer()` gives the `cxrkit.dicom_out.DicomResultWriter` (model loaded); it is
+    called only when there are new films, so a pass with nothing to do stays cheap.
+    """
     start = time.perf_counter()
     summary = RunSummary()
     try:
@@ -117,7 +121,8 @@ def run_once(
             log(f"would process {inst.sop} (study {inst.study})")
         summary.seconds = time.perf_counter() - start
         return summary
-    model = f"{writer.model_name} {writer.model_version}"
+    writer = get_writer() if new else None
+    model = f"{writer.model_name} {writer.model_version}" if writer else ""
     for batch in _batches(new, batch_size):
         for inst, outcome in _process(client, writer, batch):
             if isinstance(outcome, str):
