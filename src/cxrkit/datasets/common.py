@@ -68,14 +68,21 @@ class Prepared:
 
 
 def need_file(root: Path, *names: str) -> Path:
-    """The first of `names` (tried plain, .gz, .zip) under `root`, else a DatasetError."""
-    for name in names:
-        for candidate in (name, name + ".gz", name + ".zip"):
-            hits = [root / candidate] if (root / candidate).is_file() else []
-            if not hits:
-                hits = sorted(root.rglob(candidate))[:1]
-            if hits:
-                return hits[0]
+    """The first of `names` (tried plain, .gz, .zip) in `root`, else anywhere below it
+    (one walk); a DatasetError naming them when none is there."""
+    candidates = [c for name in names for c in (name, name + ".gz", name + ".zip")]
+    for candidate in candidates:
+        if (root / candidate).is_file():
+            return root / candidate
+    wanted = set(candidates)
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in wanted.intersection(filenames):
+            found.setdefault(name, Path(dirpath) / name)
+    for candidate in candidates:
+        if candidate in found:
+            return found[candidate]
     raise DatasetError(f"{root}: no {' or '.join(names)} found (also tried .gz / .zip)")
 
 

@@ -48,10 +48,12 @@ def _findings(value: str) -> list[str]:
 def _read_split(root: Path) -> dict[str, str]:
     split: dict[str, str] = {}
     for fname, name in (("train_val_list.txt", "train"), ("test_list.txt", "test")):
-        hits = [root / fname] if (root / fname).is_file() else sorted(root.rglob(fname))[:1]
-        if hits:
-            for line in hits[0].read_text().split():
-                split[line.strip()] = name
+        try:
+            path = need_file(root, fname)
+        except DatasetError:
+            continue
+        for line in path.read_text().split():
+            split[line.strip()] = name
     return split
 
 
