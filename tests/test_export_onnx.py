@@ -18,10 +18,10 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from cxrkit.classifier import Classifier  # noqa: E402
 from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
 from cxrkit.infer import onnx_export  # noqa: E402
 from cxrkit.infer.films import FilmFiles, FilmPrep  # noqa: E402
-from cxrkit.infer.onnx_export import export_onnx  # noqa: E402
 from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
 from cxrkit.infer.predict import predict_batches  # noqa: E402
 from cxrkit.io import atomic  # noqa: E402
@@ -164,7 +164,7 @@ def test_full_disk_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(atomic, "os", SimpleNamespace(**{**vars(os), "fdopen": fdopen}))
     with pytest.raises(DiskFullError) as info:
-        export_onnx(model, out)
+        Classifier.load(model).export_onnx(out)
     assert type(info.value) is DiskFullError and "cannot write ONNX" not in str(info.value)
     code, _, err = run_cxr("export", model, "--out", out)
     assert_one_line_error(code, err, out.name, "no space left on device")
@@ -207,7 +207,7 @@ def test_large_card_size_graph_keeps_adaptive_pooling(tmp_path: Path) -> None:
     import onnx
 
     out = tmp_path / "model.onnx"
-    onnx_export.export_onnx(_small_model(tmp_path, 128), out)
+    Classifier.load(_small_model(tmp_path, 128)).export_onnx(out)
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
     assert "MatMul" not in ops
 

@@ -19,7 +19,7 @@ import copy
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,12 +92,14 @@ class Classifier:
         *,
         device: str = "auto",
         threads: int | None = None,
+        workdir: str | Path | None = None,
     ) -> Classifier:
         """Load a model file, a run directory or an exported `.onnx` file.
 
         `runtime='onnx'` runs the network on onnxruntime (CPU): an `.onnx` file (or a run
         directory holding `model.onnx`) as it is, a model file exported in memory first
-        (its torch network stays loaded for `explain`). An `.onnx` file is always ONNX.
+        in a temporary folder under `workdir` (its torch network stays loaded for
+        `explain`). An `.onnx` file is always ONNX.
         """
         from cxrkit.models.model_file import find_model_file, load_model_file
         from cxrkit.models.ood import load_feature_reference
@@ -105,10 +107,11 @@ class Classifier:
         if runtime not in RUNTIMES:
             raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         p = Path(path)
-        onnx_file = p / "model.onnx" if p.is_dir() else p
-        if p.suffix.lower() == ".onnx" or (runtime == "onnx" and onnx_file.is_file()):
+        in_run_dir = p.is_dir() and (p / "model.onnx").is_file()
+        if p.suffix.lower() == ".onnx" or (runtime == "onnx" and in_run_dir):
             from cxrkit.infer.onnx_runtime import load_onnx_model
 
+            onnx_file = p / "model.onnx" if in_run_dir else p
             session, card = load_onnx_model(onnx_file, threads=threads)
             return cls(session, card, path=onnx_file)
         p = find_model_file(p)
@@ -120,7 +123,7 @@ class Classifier:
         from cxrkit.infer.onnx_runtime import OnnxModel
 
         scored = net if reference is None else ScoredClassifier(net, reference)
-        with tempfile.TemporaryDirectory(prefix="cxrkit-onnx-") as tmp:
+        with tempfile.TemporaryDirectory(dir=workdir, prefix="cxrkit-onnx-") as tmp:
             onnx_path = export_model_onnx(scored, card, Path(tmp) / "model.onnx")
             session = OnnxModel(onnx_path, threads=threads)
         return cls(session, card, reference=reference, torch_net=net, device="cpu", path=p)
@@ -179,6 +182,18 @@ class Classifier:
     def probs(self, films: np.ndarray | torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities (B, C) of prepared films (B, [1,] S, S)."""
         return self.outputs(films)[0]
+
+    def batch_probs(self, batches: Iterable[dict | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, C), dataset indices (N,)) over collated batches of prepared
+        films (`image`, `index`), e.g. a `CXRDataset` loader; None batches are skipped."""
+        probs, index = [], []
+        for batch in batches:
+            if batch is not None and batch["image"] is not None:
+                probs.append(self.probs(batch["image"]))
+                index.append(np.asarray(batch["index"]))
+        if not probs:
+            return np.zeros((0, len(self.class_names)), np.float32), np.zeros(0, np.int64)
+        return np.concatenate(probs), np.concatenate(index)
 
     def rows(
         self,

@@ -51,13 +51,14 @@ def explain_cmd(
     """Heat map per film for the predicted (or --class) class, overlaid at original size."""
     import numpy as np
 
+    from cxrkit.classifier import Classifier
     from cxrkit.errors import ImageReadError
-    from cxrkit.explain import Box, draw_boxes, explain, overlay_heatmap, save_png
+    from cxrkit.explain import Box, draw_boxes, overlay_heatmap, save_png
     from cxrkit.infer.paths import expand_paths
     from cxrkit.io import read_image
-    from cxrkit.models.model_file import load_model_file
 
-    net, card = load_model_file(model)
+    clf = Classifier.load(model, device="cpu")  # heat maps on the input predict uses
+    net, card = clf.net, clf.card
     files = expand_paths(images)
     out.mkdir(parents=True, exist_ok=True)
     lung_model = _lung_model() if lungs else None
@@ -72,8 +73,8 @@ def explain_cmd(
             console.print(f"[yellow]skipped[/] {escape(str(exc))}")
             results.append({"path": str(path), "error": exc.reason})
             continue
-        heatmap, info = explain(
-            net, card, image, method=method, class_name=class_name, box_threshold=box_threshold
+        heatmap, info = clf.explain(
+            image, method, class_name=class_name, box_threshold=box_threshold
         )
         stem = _unique_stem(out, path, results)
         rgb = overlay_heatmap(image, heatmap, alpha=alpha)

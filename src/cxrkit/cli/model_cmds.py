@@ -18,7 +18,15 @@ from cxrkit.cli import dicom_flags
 
 console = Console(stderr=True)
 # from the shipped film screen and the model's own feature reference
-SCREEN_COLUMNS = ("not_cxr", "polarity", "out_of_distribution", "ood_score", "warning")
+SCREEN_COLUMNS = (
+    "not_cxr",
+    "polarity",
+    "view",
+    "p_lateral",
+    "out_of_distribution",
+    "ood_score",
+    "warning",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -208,36 +216,20 @@ def predict_cmd(
     from cxrkit.cli.threads import passive_openmp_waits
 
     passive_openmp_waits()  # before torch loads
+    from cxrkit.classifier import Classifier
     from cxrkit.errors import CxrkitError
     from cxrkit.infer.paths import expand_paths
-    from cxrkit.infer.predict import predict_batches
-    from cxrkit.models.model_file import load_model_file
-    from cxrkit.models.ood import load_feature_reference
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
     if runtime not in ("torch", "onnx"):
         raise CxrkitError(f"--runtime {runtime}: use 'torch' or 'onnx'")
-    if runtime == "onnx":
-        from cxrkit.infer.onnx_runtime import load_onnx_model
-
-        net, card = load_onnx_model(model)
-        reference = None  # the exported graph computes its own score
-    else:
-        net, card = load_model_file(model)
-        reference = load_feature_reference(model)
+    clf = Classifier.load(model, runtime, device=device)
+    net, card = clf.net, clf.card
     files = expand_paths(paths)
     if not files:
         raise CxrkitError(f"no films found in {' '.join(paths)}")
-    rows = predict_batches(
-        net,
-        card,
-        files,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        reference=reference,
-    )
+    rows = clf.predict_iter(files, batch_size=batch_size, num_workers=num_workers)
     if report is not None:
         rows = collect_drift(rows, card, report)
     if dicom_out is not None:  # SR + heat-map overlay per DICOM film

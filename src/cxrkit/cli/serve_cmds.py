@@ -101,21 +101,22 @@ def export_cmd(
     if format.lower() != "onnx":
         raise CxrkitError(f"--format {format}: only 'onnx' is supported")
     try:
-        from cxrkit.infer.onnx_export import export_onnx, torch_onnx_max_diff
+        import onnx  # noqa: F401
+
+        from cxrkit.classifier import Classifier
+        from cxrkit.infer.onnx_runtime import torch_onnx_max_diff
     except ImportError as exc:  # pragma: no cover - onnx missing
         raise CxrkitError(f"ONNX export needs: pip install 'cxrkit[serve]' ({exc})") from exc
-    path, card = export_onnx(model, out, opset=opset)
+    clf = Classifier.load(model, device="cpu")
+    path, card = clf.export_onnx(out, opset=opset)
     size_mb = path.stat().st_size / 1e6
     msg = f"wrote {path} ({size_mb:.1f} MB, {card['architecture']}, classes {card['class_names']})"
     if check:
         import torch
 
-        from cxrkit.models.model_file import load_model_file
-
-        net, _ = load_model_file(model)
         s = int(card["preprocessing"]["size"])
         films = torch.rand(3, 1, s, s, generator=torch.Generator().manual_seed(0))
-        diff = torch_onnx_max_diff(net, path, films)
+        diff = torch_onnx_max_diff(clf.net, path, films)
         msg += f"; max |logit difference| vs torch = {diff:.2e}"
         if diff > 1e-4:
             raise CxrkitError(f"{path}: ONNX differs from torch by {diff:.2e} (> 1e-4)")

@@ -10,14 +10,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
+from cxrkit.classifier import Classifier
 from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.splits import read_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import evaluate_predictions
-from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.models.inference import predict_loader, prepare_for_device, resolve_device
-from cxrkit.models.model_file import load_model_file
 
 
 def evaluate_model(
@@ -44,7 +42,8 @@ def evaluate_model(
         raise CxrkitError("`split_file` needs `split` (train, val or test)")
     if split and split_file is None:
         raise CxrkitError("`split` needs `split_file` (the split.csv written by `cxr train`)")
-    model, card = load_model_file(model_path)
+    clf = Classifier.load(model_path, device=device)
+    card = clf.card
     table = load_table(
         data,
         label_column=label_column or card.get("label_column", "label"),
@@ -59,8 +58,7 @@ def evaluate_model(
             raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(splits)})")
         indices = splits[split]
     pre = card["preprocessing"]
-    dev = resolve_device(device)
-    ds = CXRDataset(
+    ds = CXRDataset(  # the training films' reading, crop, resize and decode cache
         table,
         indices=indices,
         size=pre["size"],
@@ -71,8 +69,7 @@ def evaluate_model(
     loader = DataLoader(
         ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
     )
-    probs, got = predict_loader(prepare_for_device(model, dev), loader, card["task"], dev)
-    probs = apply_card_calibration(probs, card)  # site calibration, if any
+    probs, got = clf.batch_probs(loader)  # the classifier's forward and card calibration
     if len(got) == 0:
         raise CxrkitError(f"{data}: no readable films to evaluate")
     y = table.targets()[got]

@@ -1,4 +1,8 @@
-"""Export a cxrkit model file to ONNX: dynamic batch, the model card in `metadata_props`."""
+"""Trace a classifier to ONNX: dynamic batch, the model card in `metadata_props`.
+
+`Classifier.export_onnx` (and `cxr export`) call `export_model_onnx`; this module imports
+neither the classifier nor the runtime, so the export and the runtime do not import each other.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from cxrkit.errors import CxrkitError, DiskFullError, one_line
 from cxrkit.io.atomic import atomic_write
-from cxrkit.models.model_file import CARD_KEY, load_model_file
+from cxrkit.models.model_file import CARD_KEY
 
 #: Names of the graph's input (films (B, 1, S, S) float32 in [0, 1]) and output (logits).
 INPUT_NAME = "film"
@@ -29,20 +32,6 @@ DEFAULT_OPSET = 17
 
 class OnnxExportError(CxrkitError):
     """The TorchScript ONNX exporter cannot express the model (an operator it lacks)."""
-
-
-def export_onnx(
-    model_path: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET
-) -> tuple[Path, dict[str, Any]]:
-    """Export a model file (or run directory) to `out`; returns (path, card written into it)."""
-    from cxrkit.models.ood import ScoredClassifier, load_feature_reference
-
-    model, card = load_model_file(model_path)
-    card = {**card, "export": {"source": Path(model_path).name, "opset": opset}}
-    reference = load_feature_reference(model_path)
-    if reference is not None:  # the graph computes the out-of-distribution score too
-        model = ScoredClassifier(model, reference)
-    return export_model_onnx(model, card, out, opset=opset), card
 
 
 def export_model_onnx(
@@ -84,18 +73,6 @@ def export_model_onnx(
     )
     onnx.checker.check_model(proto)
     return _write_atomic(Path(out), proto.SerializeToString())
-
-
-def torch_onnx_max_diff(
-    model: torch.nn.Module, onnx_path: str | Path, films: torch.Tensor
-) -> float:
-    """Largest absolute logit difference between the torch model and the ONNX file on `films`."""
-    from cxrkit.infer.onnx_runtime import OnnxModel
-
-    with torch.inference_mode():
-        expected = model.float().eval()(films).numpy()
-    got = OnnxModel(onnx_path).logits(films.numpy())
-    return float(np.abs(expected - got).max())
 
 
 class _MatrixAvgPool2d(nn.Module):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from cxrkit.errors import ModelFileError
-from cxrkit.models.model_file import CARD_KEY, find_model_file
+from cxrkit.models.model_file import CARD_KEY
 
 ONNX_SUFFIX = ".onnx"
 
@@ -86,23 +85,27 @@ class OnnxModel:
 
 
 def load_onnx_model(path: str | Path, *, threads: int | None = None) -> tuple[OnnxModel, dict]:
-    """Return (OnnxModel, card) from a .onnx file, or from a model file / run directory.
+    """Return (OnnxModel, card) from a .onnx file or a run directory holding `model.onnx`.
 
-    A run directory holding `model.onnx` uses it; otherwise the safetensors model file is
-    exported to a temporary directory, loaded, and the temporary file removed.
+    A safetensors model file runs on onnxruntime through
+    `Classifier.load(path, runtime="onnx")`, which exports it in memory first.
     """
     p = Path(path)
     if p.is_dir() and (p / f"model{ONNX_SUFFIX}").is_file():
         p = p / f"model{ONNX_SUFFIX}"
-    if p.suffix.lower() == ONNX_SUFFIX:
-        if not p.is_file():
-            raise ModelFileError(f"{p}: ONNX file not found")
-        model = OnnxModel(p, threads=threads)
-        return model, model.card
-    from cxrkit.infer.onnx_export import export_onnx
-
-    source = find_model_file(p)
-    with tempfile.TemporaryDirectory(prefix="cxrkit-onnx-") as tmp:
-        onnx_path, _ = export_onnx(source, Path(tmp) / f"model{ONNX_SUFFIX}")
-        model = OnnxModel(onnx_path, threads=threads)
+    if p.suffix.lower() != ONNX_SUFFIX:
+        raise ModelFileError(f"{p}: not an .onnx file; use Classifier.load(path, runtime='onnx')")
+    if not p.is_file():
+        raise ModelFileError(f"{p}: ONNX file not found")
+    model = OnnxModel(p, threads=threads)
     return model, model.card
+
+
+def torch_onnx_max_diff(
+    model: torch.nn.Module, onnx_path: str | Path, films: torch.Tensor
+) -> float:
+    """Largest absolute logit difference between the torch model and the ONNX file on `films`."""
+    with torch.inference_mode():
+        expected = model.float().eval()(films).numpy()
+    got = OnnxModel(onnx_path).logits(films.numpy())
+    return float(np.abs(expected - got).max())
