@@ -107,6 +107,11 @@ def build_sr(
         series_description=SR_SERIES_DESCRIPTION,
     )
     sr.StudyID = source.get("StudyID", "")
+    scheme = Dataset()  # declare the private scheme (SOP Common module, PS3.3 C.12.1)
+    scheme.CodingSchemeDesignator = codes.PRIVATE_SCHEME
+    scheme.CodingSchemeName = "cxrkit private codes"
+    scheme.CodingSchemeResponsibleOrganization = "cxrkit project"
+    sr.CodingSchemeIdentificationSequence = [scheme]
     return sr
 
 

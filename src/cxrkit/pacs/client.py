@@ -41,15 +41,8 @@ def connect(url: str, env: Mapping[str, str] | None = None, timeout: float = 60.
         if password is None:
             raise CxrkitError(f"{ENV_USER} is set but {ENV_PASSWORD} is not")
         session.auth = (user, password)
-    session.request = _with_timeout(session.request, timeout)  # type: ignore[method-assign]
-    return DICOMwebClient(url=url.rstrip("/"), session=session)
-
-
-def _with_timeout(request: Any, timeout: float) -> Any:
-    """requests has no session-wide timeout: give every call one so a dead PACS cannot hang us."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", timeout)
-        return request(*args, **kwargs)
-
-    return call
+    # every request times out (a dead PACS must not hang a batch); 429/408/503 are
+    # retried 3 times with exponential backoff (the client's own retry policy)
+    client = DICOMwebClient(url=url.rstrip("/"), session=session, timeout=timeout)
+    client.set_http_retry_params(max_attempts=3)
+    return client
