@@ -108,3 +108,37 @@ def test_chexpert_shaped_set_with_uncertain_findings_trains(tmp_path):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     losses = [h["train_loss"] for h in history]
     assert losses and all(np.isfinite(losses))  # NaN (uncertain) targets were masked out
+
+
+def test_download_from_a_local_mirror_then_prepare(tmp_path):
+    import io
+    import tarfile
+
+    from datasets_http import LocalServer, Script
+
+    def tgz(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    png = film(tmp_path / "f.png").read_bytes()
+    report = (
+        b'<eCitation><uId id="CXR7"/><MeSH><major>Nodule/lung/left</major></MeSH>'
+        b'<parentImage id="CXR7_1_IM-0001-1001"/></eCitation>'
+    )
+    script = Script({
+        "/NLMCXR_png.tgz": tgz({"NLMCXR_png/CXR7_1_IM-0001-1001.png": png}),
+        "/NLMCXR_reports.tgz": tgz({"ecgen-radiology/7.xml": report}),
+    })  # fmt: skip
+    dest = tmp_path / "openi"
+    with LocalServer(script) as url:
+        proc = cxr("data", "download", "openi", "--dest", str(dest), "--base-url", url,
+                   "--workers", "2")  # fmt: skip
+    assert "downloaded" in proc.stderr and (dest / "SHA256SUMS").is_file()
+    cxr("data", "prepare", "openi", "--root", str(dest), "--out", str(tmp_path / "p"))
+    row = (tmp_path / "p" / "labels.csv").read_text().splitlines()[1]
+    assert row.startswith("../openi/NLMCXR_png/CXR7_1_IM-0001-1001.png,Nodule,")
