@@ -172,7 +172,7 @@ def write_prepared(
     if not kept:
         raise DatasetError(
             f"{options.root}: no films left for {name} (dropped: {dropped['view']} by view, "
-            f"{dropped['missing_file']} with no file; pass --no-check-files to keep rows "
+            f"{dropped['missing_file']} with no file; pass check_files=False to keep rows "
             "whose file is not there yet)"
         )
     extras = list(dict.fromkeys(k for row in kept for k in row.extra))
