@@ -16,8 +16,8 @@ def check_polarity(
     """Is a film displayed as read (`positive`) or inverted (`negative`), and is it a chest film?
 
     Args:
-        image: a file (PNG, JPEG, DICOM) or a 2-D array: float in [0, 1], or uint8 / uint16
-            scaled by the type's maximum.
+        image: a file (PNG, JPEG, DICOM) or an array: float in [0, 1], uint8 / uint16
+            (scaled by the type's maximum) or RGB(A) (channels averaged).
         model: a `PolarityModel`; None uses the one shipped with cxrkit (offline).
 
     Returns:
@@ -25,20 +25,15 @@ def check_polarity(
         `inverted` (a negative film the model is sure about).
 
     Raises:
-        ImageReadError: the file cannot be read, or the array is not a finite 2-D film.
+        ImageReadError: the file cannot be read, or the array is not a finite film in
+            [0, 1] at least 16 px a side.
     """
-    from cxrkit.io.contract import check_film
-    from cxrkit.io.meta import DEFAULT_MAX_PIXELS
+    from cxrkit.io import read_image
+    from cxrkit.io.film import as_film
     from cxrkit.polarity.predict import polarity_row
-    from cxrkit.segment.infer import as_film
 
-    name = os.fspath(image) if isinstance(image, str | os.PathLike) else "image"
-    try:
-        film = as_film(image)
-    except ValueError as exc:
-        from cxrkit.errors import CorruptImageError
-
-        raise CorruptImageError(name, str(exc)) from exc
-    film = check_film(film, name, DEFAULT_MAX_PIXELS)  # a NaN film is an error, never a label
+    # an array goes through the film contract: a NaN film is an error, never a label
+    is_path = isinstance(image, str | os.PathLike)
+    film = read_image(image)[0] if is_path else as_film(image, "image")
     model = load_polarity_model() if model is None else model
     return polarity_row(model.image_probs([film])[0], model)
