@@ -8,7 +8,7 @@ import pytest
 
 import cxrkit
 from cxrkit.dicom_out.codes import FINDINGS, PRIVATE_SCHEME, finding_code, view_code
-from cxrkit.dicom_out.writer import model_identity
+from cxrkit.dicom_out.identity import model_identity
 from cxrkit.models.model_file import read_card
 from cxrkit.train.config import load_config, parse_overrides
 from cxrkit.train.runner import model_identity as train_identity

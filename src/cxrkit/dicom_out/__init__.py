@@ -1,32 +1,28 @@
-"""DICOM outputs: a structured report of the findings and a heat-map Secondary Capture per film."""
+"""DICOM outputs: a structured report of the findings and a heat-map Secondary Capture per film.
 
-from cxrkit.dicom_out.overlay import NOTICE, build_overlay, burn_notice
-from cxrkit.dicom_out.source import read_source, source_header
-from cxrkit.dicom_out.sr import build_sr, reported_classes
-from cxrkit.dicom_out.uids import check_uid_root, new_uid
-from cxrkit.dicom_out.writer import (
-    NO_STUDY,
-    DicomResults,
-    DicomResultWriter,
-    is_dicom_file,
-    model_identity,
-    save_results,
-)
+Names are imported on first use (`cxrkit.lazy`), so importing the package needs no highdicom.
+"""
 
-__all__ = [
-    "NO_STUDY",
-    "NOTICE",
-    "DicomResultWriter",
-    "DicomResults",
-    "build_overlay",
-    "build_sr",
-    "burn_notice",
-    "check_uid_root",
-    "is_dicom_file",
-    "model_identity",
-    "new_uid",
-    "read_source",
-    "reported_classes",
-    "save_results",
-    "source_header",
-]
+from __future__ import annotations
+
+from cxrkit.lazy import lazy_exports
+
+_EXPORTS = {
+    "NOTICE": "overlay",
+    "build_overlay": "overlay",
+    "burn_notice": "overlay",
+    "read_source": "source",
+    "source_header": "source",
+    "build_sr": "sr",
+    "reported_classes": "sr",
+    "check_uid_root": "uids",
+    "new_uid": "uids",
+    "model_identity": "identity",
+    "NO_STUDY": "writer",
+    "DicomResultWriter": "writer",
+    "DicomResults": "writer",
+    "is_dicom_file": "writer",
+    "save_results": "writer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from cxrkit.dicom_out.identity import model_identity
 from cxrkit.dicom_out.overlay import build_overlay, burn_notice, overlay_lines
 from cxrkit.dicom_out.source import quiet_person_names, read_source
 from cxrkit.dicom_out.sr import build_sr
@@ -41,17 +42,6 @@ def is_dicom_file(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:] == b"DICM"
-
-
-def model_identity(card: dict[str, Any], model_path: str | Path | None) -> tuple[str, str]:
-    """(name, version) of a model: the card's, else the run folder's name and cxrkit's version."""
-    from cxrkit import __version__
-
-    name = card.get("name")
-    if not name and model_path is not None:
-        path = Path(model_path).resolve()
-        name = path.name if path.is_dir() else path.parent.name
-    return str(name or "cxrkit-model"), str(card.get("version") or __version__)
 
 
 @dataclass

@@ -1,26 +1,24 @@
-"""The DICOMweb loop of `cxr pacs run`: new films in, SR + heat-map overlay back to their study."""
+"""The DICOMweb loop of `cxr pacs run`: new films in, SR + heat-map overlay back to their study.
 
-from cxrkit.pacs.client import ENV_PASSWORD, ENV_TOKEN, ENV_USER, connect
-from cxrkit.pacs.run import (
-    Instance,
-    RunSummary,
-    find_instances,
-    parse_modalities,
-    parse_since,
-    run_once,
-)
-from cxrkit.pacs.state import ProcessedStore
+Names are imported on first use (`cxrkit.lazy`).
+"""
 
-__all__ = [
-    "ENV_PASSWORD",
-    "ENV_TOKEN",
-    "ENV_USER",
-    "Instance",
-    "ProcessedStore",
-    "RunSummary",
-    "connect",
-    "find_instances",
-    "parse_modalities",
-    "parse_since",
-    "run_once",
-]
+from __future__ import annotations
+
+from cxrkit.lazy import lazy_exports
+
+_EXPORTS = {
+    "ENV_PASSWORD": "client",
+    "ENV_TOKEN": "client",
+    "ENV_USER": "client",
+    "connect": "client",
+    "Instance": "run",
+    "RunSummary": "run",
+    "find_instances": "run",
+    "parse_modalities": "run",
+    "parse_since": "run",
+    "run_once": "run",
+    "ProcessedStore": "state",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
