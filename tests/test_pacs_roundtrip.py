@@ -200,3 +200,26 @@ def _probability(sr: pydicom.Dataset, finding: str) -> float:
                 m.value for m in group.get_measurements() if m.name.meaning == "Probability"
             )
     raise AssertionError(f"no finding {finding} in the SR")
+
+
+def test_state_remembers_done_and_failed_films(tmp_path: Path) -> None:
+    from cxrkit.pacs import ProcessedStore
+
+    store = ProcessedStore(tmp_path / "state.sqlite")
+    store.record("1.2.3", "1.2", "1.2.9", "done", sr_uid="1.2.3.1", overlay_uid="1.2.3.2")
+    store.record("1.2.4", "1.2", "1.2.9", "failed", "unreadable film")
+    store.close()
+    again = ProcessedStore(tmp_path / "state.sqlite")  # a rerun reads the same file
+    assert again.known("1.2.3") and again.known("1.2.4") and not again.known("1.2.5")
+    assert not again.known("1.2.4", retry_failed=True) and again.known("1.2.3", True)
+    assert again.counts() == {"done": 1, "failed": 1}
+
+
+def test_without_orthanc_the_tests_say_which_package_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pacs_helpers
+
+    monkeypatch.setattr(pacs_helpers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pacs_helpers, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
+    assert "Debian package orthanc" in pacs_helpers.find_orthanc()[2]
