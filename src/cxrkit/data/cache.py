@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrkit.data.crop import apply_crop, crop_key
+from cxrkit.data.film_crop import FilmCrop, as_crop
 from cxrkit.errors import ImageReadError
 from cxrkit.io.atomic import atomic_write
 
@@ -60,14 +60,18 @@ class DecodeCache:
     """
 
     def __init__(
-        self, cache_dir: str | Path, size: int, resize_mode: str = "squash", crop: str | None = None
+        self,
+        cache_dir: str | Path,
+        size: int,
+        resize_mode: str = "squash",
+        crop: str | FilmCrop | None = None,
     ) -> None:
         check_resize(size, resize_mode)
         self.cache_dir = Path(cache_dir)
         self.size = int(size)
         self.resize_mode = resize_mode
-        self.crop = crop
-        crop_part = f"-crop-{crop_key(crop)}" if crop else ""
+        self.crop = as_crop(crop)  # the crop callable carries its cache key
+        crop_part = f"-crop-{self.crop.key}" if self.crop.name else ""
         self.entry_dir = (
             self.cache_dir / f"{self.size}-{resize_mode}{crop_part}-v{reader_version()}"
         )
@@ -125,7 +129,7 @@ class DecodeCache:
         from cxrkit.io import read_image, resize_film
 
         image, _meta = read_image(path)
-        image = apply_crop(image, self.crop)
+        image = self.crop(image)
         film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
         quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)
         try:

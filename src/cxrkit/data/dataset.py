@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from cxrkit.data.cache import DecodeCache, check_resize
-from cxrkit.data.crop import apply_crop, check_crop
+from cxrkit.data.film_crop import FilmCrop, as_crop
 from cxrkit.data.table import LabelTable
 from cxrkit.errors import ImageReadError
 
@@ -30,7 +30,7 @@ class CXRDataset(Dataset):
     to `bad_files` as (path, reason) in the process that read it); use
     `collate_skip_bad` as the DataLoader's `collate_fn`. `transform` (e.g. augmentation)
     is applied to the image tensor. With `cache_dir`, decoded films go to a `DecodeCache`.
-    `crop='lungs'` crops each film to its lung box (`cxrkit.data.crop`) before resizing.
+    `crop` ('lungs' or a `FilmCrop`) crops each film to its lung box before resizing.
     """
 
     def __init__(
@@ -41,10 +41,10 @@ class CXRDataset(Dataset):
         resize_mode: str = "squash",
         cache_dir: str | Path | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        crop: str | None = None,
+        crop: str | FilmCrop | None = None,
     ) -> None:
         check_resize(size, resize_mode)
-        check_crop(crop)
+        crop = as_crop(crop)
         self.table = table
         n = len(table)
         idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -73,7 +73,7 @@ class CXRDataset(Dataset):
         from cxrkit.io import read_image, resize_film
 
         image, _meta = read_image(path)
-        image = apply_crop(image, self.crop)
+        image = self.crop(image)
         return np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
 
     def target(self, index: int) -> torch.Tensor:

@@ -45,6 +45,11 @@ class FilmCrop:
         return cropped, locate_block(image, cropped)
 
 
+def as_crop(crop: str | FilmCrop | None) -> FilmCrop:
+    """A `FilmCrop` from a crop name (None, 'lungs') or a `FilmCrop` itself."""
+    return crop if isinstance(crop, FilmCrop) else FilmCrop(crop)
+
+
 def locate_block(image: np.ndarray, block: np.ndarray) -> Box:
     """Where `block`, an exact copy of a window of `image`, lies in it.
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from cxrkit.errors import CxrkitError
+from cxrkit.io.resize import resize_float
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam")
 
@@ -113,8 +113,4 @@ def to_original(cam: np.ndarray, original_hw: tuple[int, int], resize_mode: str)
 
 
 def _resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    if arr.shape == hw:
-        return arr.astype(np.float32, copy=True)
-    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
-    out = np.asarray(img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR), np.float32)
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(resize_float(arr, hw), 0.0, 1.0)

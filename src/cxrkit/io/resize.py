@@ -43,6 +43,18 @@ def resize_film(image: np.ndarray, size: int, mode: str = "squash") -> np.ndarra
     return _resize(arr, (size, size), box)
 
 
+def resize_float(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float (H, W) array (a film, a heat map) to any `hw` = (h, w).
+
+    The one resize of maps and previews (CAM back onto the film, the API's PNGs); model
+    inputs go through `resize_film`.
+    """
+    if tuple(arr.shape) == tuple(hw):
+        return np.array(arr, dtype=np.float32)
+    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((int(hw[1]), int(hw[0])), _RESAMPLE), np.float32)
+
+
 def _letterbox(arr: np.ndarray, size: int) -> np.ndarray:
     height, width = arr.shape
     scale = size / max(height, width)

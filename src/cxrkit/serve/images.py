@@ -8,6 +8,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from cxrkit.io.resize import resize_float
+
+__all__ = ["film_preview", "fit_size", "heatmap_rgba", "png_base64", "resize_float"]
+
 
 def png_base64(pixels: np.ndarray) -> str:
     """Base64 text of a PNG of a uint8 array (H, W), (H, W, 3) or (H, W, 4)."""
@@ -21,14 +25,6 @@ def fit_size(hw: tuple[int, int], max_side: int) -> tuple[int, int]:
     h, w = hw
     scale = min(1.0, max_side / max(h, w))
     return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def resize_float(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float (H, W) array to `hw`."""
-    if arr.shape == hw:
-        return np.asarray(arr, np.float32)
-    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR), np.float32)
 
 
 def film_preview(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -103,21 +103,16 @@ def film_loader(
     )
 
 
-@torch.inference_mode()
 def network_probabilities(
     model: torch.nn.Module, card: dict[str, Any], loader: DataLoader
 ) -> tuple[np.ndarray, np.ndarray]:
     """The network's own probabilities (no card calibration) and the indices of readable films."""
-    from cxrkit.models.inference import logits_to_probs
+    from cxrkit.classifier import Classifier
 
-    model.eval()
-    probs: list[np.ndarray] = []
-    index: list[int] = []
-    for batch in loader:
-        if batch["image"] is None:
-            continue
-        probs.append(logits_to_probs(model(batch["image"]), card["task"]).float().numpy())
-        index.extend(batch["index"])
-    if not probs:
+    uncalibrated = {
+        k: v for k, v in card.items() if k not in ("probability_calibration", "prior_shift")
+    }
+    probs, index = Classifier(model, uncalibrated).batch_probs(loader)
+    if len(index) == 0:
         raise CxrkitError("no readable films in the site set")
-    return np.concatenate(probs).astype(np.float64), np.asarray(index, dtype=np.int64)
+    return probs.astype(np.float64), index.astype(np.int64)
