@@ -104,6 +104,13 @@ def train_cmd(
     accumulate: Annotated[
         int | None, typer.Option(help="micro-batches per optimizer step (gradient accumulation)")
     ] = None,
+    shards: Annotated[
+        str | None,
+        typer.Option(help="finetune on WebDataset shards: DIR_OR_URL/{000000..000099}.tar"),
+    ] = None,
+    epoch_films: Annotated[
+        int | None, typer.Option(help="with --shards: films per epoch, over all processes")
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(help="auto | fp32 | bf16 | fp16 (autocast; auto: bf16/fp16 on GPU)"),
@@ -136,6 +143,8 @@ def train_cmd(
         device=device,
         accumulate=accumulate,
         precision=precision,
+        shards=shards,
+        epoch_films=epoch_films,
     )
     cfg = load_config(config, overrides, parse_overrides(set_ or []))
     _console_logging()

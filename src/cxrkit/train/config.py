@@ -64,6 +64,8 @@ class TrainConfig:
     max_images: int | None = None  # use a stratified subset (for smoke tests)
     fix_polarity: bool = False  # invert films the polarity model is sure are inverted
     n_bootstrap: int = 1000
+    shards: str | None = None  # finetune: stream the training films from WebDataset shards
+    epoch_films: int | None = None  # with shards: films per epoch, over all processes
     device: str = "auto"
     model_name: str | None = None  # the card's `name` (DICOM reports); None: the run folder's
     model_version: str | None = None  # the card's `version`; None: the cxrkit version
@@ -185,6 +187,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise CxrkitError(
             f"accumulate must be >= 1 and divide batch_size {cfg.batch_size}, got {cfg.accumulate}"
         )
+    if cfg.shards is not None and cfg.mode != "finetune":
+        raise CxrkitError("shards stream training films in mode 'finetune' only")
+    if cfg.epoch_films is not None and cfg.epoch_films < 1:
+        raise CxrkitError(f"epoch_films must be >= 1, got {cfg.epoch_films}")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise CxrkitError(f"precision must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     if cfg.early_stopping_patience < 1:

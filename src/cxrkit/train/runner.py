@@ -37,6 +37,7 @@ from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
 from cxrkit.train.loop import fit
 from cxrkit.train.optim import build_loss
 from cxrkit.train.result import TrainResult
+from cxrkit.train.streaming import stream_batches
 
 log = logging.getLogger("cxrkit.train")
 MODEL_NAME = "model.safetensors"
@@ -157,9 +158,19 @@ def train(
     else:
         if cfg.finetune_blocks is not None:
             freeze_all_but_last(model, cfg.finetune_blocks)
-        train_batches = make_film_batches(
-            table, splits["train"], size, cfg, cache_root, augment, shuffle=True, targets=targets
-        )
+        if cfg.shards:  # training films streamed from shards (cxrkit.train.streaming)
+            train_batches = stream_batches(cfg, size, table.class_names, task, augment)
+        else:
+            train_batches = make_film_batches(
+                table,
+                splits["train"],
+                size,
+                cfg,
+                cache_root,
+                augment,
+                shuffle=True,
+                targets=targets,
+            )
         val_batches = make_film_batches(
             table, splits["val"], size, cfg, cache_root, None, shuffle=False
         )
@@ -200,6 +211,8 @@ def train(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
     card["ood"] = reference.card()
+    if cfg.shards:  # `data`'s train split gave only the class weights and the reference
+        card["training"]["n_train_streamed_per_epoch"] = cfg.epoch_films
     card.update(model_identity(cfg, out))
     metrics = evaluate_predictions(
         test_y,
@@ -442,7 +455,7 @@ def model_identity(cfg: TrainConfig, out: Path) -> dict[str, str]:
     return {"name": name, "version": cfg.model_version or __version__}
 
 
-_PATH_OPTIONS = ("weights", "cache_dir", "split_file")
+_PATH_OPTIONS = ("weights", "cache_dir", "split_file", "shards")
 
 
 def data_fingerprint(table: LabelTable, data: str | Path) -> dict[str, Any]:
