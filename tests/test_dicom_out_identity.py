@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,36 @@ def test_reported_classes_per_task_and_refuses_non_finite() -> None:
     row["probabilities"]["Hernia"] = float("nan")
     with pytest.raises(CxrkitError, match="not a finite number"):
         reported_classes(multiclass, row)
+
+
+def test_screening_results_are_coded_in_the_sr(samples_dir: Path) -> None:
+    hd = pytest.importorskip("highdicom", reason="the 'dicom' extra (highdicom) is not installed")
+    from cxrkit.dicom_out import build_sr, read_source
+
+    source = read_source(samples_dir / "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm")
+    row = {
+        "label": "normal", "probabilities": {"normal": 0.9, "pneumonia": 0.1},
+        "polarity": "positive", "view": "lateral", "not_cxr": False,
+        "out_of_distribution": True, "ood_score": 3.5,
+    }  # fmt: skip
+    card = {"class_names": ["normal", "pneumonia"], "task": "binary", "thresholds": [0.3]}
+    buffer = io.BytesIO()
+    build_sr(source, row, card, model_name="m", model_version="1").save_as(buffer)
+    buffer.seek(0)
+    sr = hd.sr.srread(buffer)  # as a reader of the file sees it
+    groups = {g.finding_type.meaning: g for g in sr.content.get_image_measurement_groups()}
+    assert set(groups) == {"Pneumonia", "Image Quality"}
+    pneumonia = groups["Pneumonia"].get_qualitative_evaluations()[0]
+    assert pneumonia.value.meaning == "Absent"  # 0.1 < 0.3: as the row's label says
+    screening = {
+        q.name.meaning: q.value.meaning
+        for q in groups["Image Quality"].get_qualitative_evaluations()
+    }
+    assert screening == {
+        "Film polarity": "positive",
+        "Image View": "Lateral",
+        "Not a chest radiograph": "No",
+        "Out of the model's training distribution": "Yes",
+    }
+    scores = {m.name.meaning: m.value for m in groups["Image Quality"].get_measurements()}
+    assert scores == {"Out-of-distribution score": 3.5}
