@@ -130,8 +130,9 @@ def test_watch_picks_up_a_new_film(
 
     model = save_random_model(tmp_path / "model.safetensors")
     state = tmp_path / "state.sqlite"
-    first = _pacs(model, orthanc, state, "--since", "2024-01-01")  # whatever is there: known
+    first = _pacs(model, orthanc, state, "--since", "2025-01-01")  # nothing that new yet
     assert first.exit_code == 0, first.output
+    assert "0 films found" in first.output  # --since: the 1901 and 2024 studies are older
     png = sorted((kermany_dir / "images").glob("*.png"))[5]
     pixels = png_pixels(png)
     new_study, new_series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
@@ -150,7 +151,7 @@ def test_watch_picks_up_a_new_film(
             raise KeyboardInterrupt
 
     monkeypatch.setattr("cxrkit.cli.pacs_cmd.time.sleep", sleep)
-    watched = _pacs(model, orthanc, state, "--since", "2024-01-01", "--watch", "5")
+    watched = _pacs(model, orthanc, state, "--since", "2025-01-01", "--watch", "5")
     assert watched.exit_code == 0, watched.output
     assert sleeps == [5.0, 5.0] and "stopped" in watched.output
     assert ", 0 new; processed 0" in watched.output and ", 1 new; processed 1" in watched.output
