@@ -34,7 +34,7 @@ class FilmCrop:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """The cropped film (the film itself when there is no crop)."""
-        return self.box(image)[0]
+        return apply_crop(image, self.name)
 
     def box(self, image: np.ndarray) -> tuple[np.ndarray, Box]:
         """(cropped film, its box in `image`); the box of no crop is the whole film."""

@@ -40,7 +40,7 @@ class FilmPrep:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """The network input for a film."""
-        return self.with_box(image)[0]
+        return resize_film(self.crop(as_film(image)), self.size, self.resize_mode)
 
     def with_box(self, image: np.ndarray) -> tuple[np.ndarray, Box]:
         """(network input, the crop's box in the film's pixels)."""
