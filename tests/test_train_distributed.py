@@ -128,13 +128,15 @@ def test_killing_one_rank_stops_the_run_and_resume_finishes_it_on_one_process(
     run, cache = tmp_path / "run", tmp_path / "cache"
     last = run / "checkpoints" / "last.pt"
     args = _args(nih_dir, run, cache, "finetune", 3)
-    proc = subprocess.Popen(
-        [*args, "--nproc", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
-    )
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as err_fh:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(
+            [*args, "--nproc", "2"], stdout=subprocess.DEVNULL, stderr=err_fh, env=ENV
+        )
     try:
         deadline = time.monotonic() + 240
         while not last.exists():  # epoch 1 is saved; epoch 2 starts at once
-            assert proc.poll() is None, f"training ended early: {proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"training ended early: {err.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no last.pt after 240 s"
             time.sleep(0.01)
         victim = _rank_pid(proc.pid, 1)
@@ -148,6 +150,7 @@ def test_killing_one_rank_stops_the_run_and_resume_finishes_it_on_one_process(
             proc.kill()
             proc.wait(timeout=60)
     assert code != 0
+    assert "distributed run failed" in err.read_text()
     assert stop_seconds < 120
     assert load_checkpoint(last)["epoch"] == 1
     assert not (run / "model.safetensors").exists()

@@ -273,7 +273,7 @@ def launch(
     try:
         run(args)
     except ChildFailedError as exc:
-        failures = "; ".join(f"rank {f.rank} exit {f.exitcode}" for f in exc.failures.values())
-        log.error("distributed run failed: %s", failures)
+        failures = "; ".join(f"rank {r} exit {f.exitcode}" for r, f in exc.failures.items())
+        log.error("distributed run failed (torchrun stopped the other ranks): %s", failures)
         return 1
     return 0
