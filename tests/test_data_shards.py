@@ -123,3 +123,33 @@ def test_expand_shards_and_quota() -> None:
     with pytest.raises(CxrkitError, match="backwards"):
         expand_shards("d/{5..1}.tar")
     assert split_quota(10, 4) == [3, 3, 2, 2]
+
+
+def test_reads_the_shards_cxr_data_convert_writes(nih_dir: Path, tmp_path: Path) -> None:
+    """The converter's shards (uneven, KEY.json = the labels.csv row), 2 ranks x 2 workers."""
+    from cxrkit.datasets.convert import convert_dataset
+
+    with open(nih_dir / "labels.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)[:40]
+        fields = reader.fieldnames
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    with open(prepared / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({**r, "path": str(nih_dir / r["path"])} for r in rows)
+    out = tmp_path / "shards"
+    convert_dataset(prepared, out, size=32, fmt="webdataset", shard_size="8KB", progress=False)
+    urls = expand_shards(str(out))
+    assert len(urls) >= RANKS * WORKERS
+    with open(out / "labels.csv", newline="") as fh:
+        expected = {r["key"]: r["label"] for r in csv.DictReader(fh)}
+    seen: dict[str, int] = {}
+    for rank in range(RANKS):  # an exact pass: each film once, whatever the shard sizes
+        stream = ShardStream(urls, _decoder(), epoch_films=None, rank=rank, world_size=RANKS)
+        for batch in DataLoader(stream, batch_size=5, num_workers=WORKERS):
+            for key, target in zip(batch["key"], batch["target"].tolist(), strict=True):
+                assert ["normal", "abnormal"][target] == expected[key]
+                seen[key] = seen.get(key, 0) + 1
+    assert seen == dict.fromkeys(expected, 1)
