@@ -211,6 +211,7 @@ def train(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
     card["ood"] = reference.card()
+    card["training"]["processes"] = ctx.world_size  # data-parallel ranks (1: one process)
     if cfg.shards:  # `data`'s train split gave only the class weights and the reference
         card["training"]["n_train_streamed_per_epoch"] = cfg.epoch_films
     card.update(model_identity(cfg, out))
