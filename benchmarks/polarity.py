@@ -4,7 +4,8 @@ Every film of the test split (the same stable patient hash split as `cxr polarit
 is scored as read and inverted. Throughput is measured model-only (films already at the
 input size, batches of 256, channels-last, inference mode) and end to end from disk
 (read + decode + resize in 2 DataLoader workers, then the model), for 1 and 2 threads.
-Also prints the guard's false-alarm rate on those films and its detection rate on
+Also prints the guard's false-alarm rate on those films, frontal films called lateral,
+lateral films called lateral, and the guard's detection rate on
 held-out generated non-films. Writes benchmarks/results/polarity_<split>.json.
 
     .venv/bin/python benchmarks/polarity.py [--model PATH] [--split test|all] [--data DIR ...]
@@ -22,12 +23,12 @@ import torch
 
 from cxrkit.io import read_image, resize_film
 from cxrkit.polarity import check_paths, load_polarity_model
-from cxrkit.polarity.films import discover, split_patients
+from cxrkit.polarity.films import assign_splits, discover
 from cxrkit.polarity.synth import make_examples
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-SETS = ("kermany_pneumonia", "nih1000", "covid_lungmasks", "samples")
+SETS = ("kermany_pneumonia", "nih1000", "covid_lungmasks", "lungmasks_v7", "samples")
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     model = load_polarity_model(args.model)
-    refs = split_patients([r for d in args.data for r in discover(Path(d), args.exclude)])
+    refs = assign_splits([r for d in args.data for r in discover(Path(d), args.exclude)])
     refs = [r for r in refs if args.split == "all" or r.split == args.split]
     films, sources = [], []
     for r in refs:
@@ -52,13 +53,33 @@ def main() -> None:
     p_pos, p_neg = model.probs(x), model.probs(1.0 - x)
     ok = np.r_[p_pos[:, 0] > p_pos[:, 1], p_neg[:, 1] > p_neg[:, 0]]
     alarm = np.r_[p_pos[:, 2], p_neg[:, 2]] >= model.not_cxr_threshold
+    lateral = np.r_[p_pos[:, 3], p_neg[:, 3]] >= model.lateral_threshold
+    views = np.array([r.view for r in refs] * 2)
     both = np.r_[src, src]
     print(f"polarity accuracy, {args.split} split, each film as read and inverted")
     for name in [*sorted(set(src)), "all"]:
         m = both == name if name != "all" else np.ones_like(ok)
         acc, fa = float(ok[m].mean()), float(alarm[m].mean())
-        report["accuracy"][name] = {"n": int(m.sum()), "accuracy": acc, "guard_false_alarm": fa}
-        print(f"  {name:20s} n={int(m.sum()):5d}  accuracy {acc:.4f}  guard false alarms {fa:.4f}")
+        front = m & (views == "frontal")
+        va = float(lateral[front].mean())
+        report["accuracy"][name] = {
+            "n": int(m.sum()),
+            "accuracy": acc,
+            "guard_false_alarm": fa,
+            "frontal_called_lateral": va,
+        }
+        print(
+            f"  {name:20s} n={int(m.sum()):5d}  accuracy {acc:.4f}  guard false alarms {fa:.4f}"
+            f"  frontal called lateral {int(lateral[front].sum())}/{int(front.sum())}"
+        )
+    lat = views == "lateral"
+    if lat.any():
+        report["lateral_detection"] = {"n": int(lat.sum()), "rate": float(lateral[lat].mean())}
+        print(
+            f"lateral films (as read and inverted) called lateral: "
+            f"{int(lateral[lat].sum())}/{int(lat.sum())}; called not-a-chest-film: "
+            f"{int(alarm[lat].sum())}"
+        )
 
     held, kinds = make_examples("test", 100, 4242, model.input_size, films=None)
     flagged = model.probs(held.astype(np.float32) / 255)[:, 2] >= model.not_cxr_threshold

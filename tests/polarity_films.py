@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrkit.io import read_image
-from cxrkit.polarity.films import FilmRef, discover, split_patients
+from cxrkit.polarity.films import FilmRef, assign_splits, discover
 
 SETS = ("kermany_pneumonia", "nih1000", "covid_lungmasks", "samples")
 WRONG_TAG = "Fake_MONOHR1.dcm"  # MONOCHROME2 pixels tagged MONOCHROME1: reads inverted
@@ -15,7 +15,7 @@ WRONG_TAG = "Fake_MONOHR1.dcm"  # MONOCHROME2 pixels tagged MONOCHROME1: reads i
 
 def held_out_films(shared_data: Path, per_source: dict[str, int]) -> list[FilmRef]:
     """Test-split films (patients the shipped model never saw), a fixed sample per source."""
-    refs = split_patients([r for s in SETS for r in discover(shared_data / s, [WRONG_TAG])])
+    refs = assign_splits([r for s in SETS for r in discover(shared_data / s, [WRONG_TAG])])
     out: list[FilmRef] = []
     for source, n in per_source.items():
         mine = [r for r in refs if r.source == source and r.split == "test"]

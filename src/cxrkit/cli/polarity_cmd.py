@@ -32,17 +32,18 @@ def check_cmd(
     batch_size: Annotated[int, typer.Option()] = 256,
     num_workers: Annotated[int, typer.Option()] = 2,
 ) -> None:
-    """One row per film: path,polarity,probability (polarity is positive or negative)."""
+    """One row per film: path,polarity,probability,view,p_lateral (positive or negative;
+    frontal or lateral)."""
     from cxrkit.infer.paths import expand_paths
     from cxrkit.polarity import check_paths, load_polarity_model
 
     net = load_polarity_model(model)
     files = expand_paths(paths)
     handle = out.open("w", newline="") if out else sys.stdout
-    n_neg = n_bad = n = 0
+    n_neg = n_bad = n = n_lat = 0
     try:
         writer = csv.writer(handle)
-        writer.writerow(["path", "polarity", "probability"])
+        writer.writerow(["path", "polarity", "probability", "view", "p_lateral"])
         for row in check_paths(files, net, batch_size=batch_size, num_workers=num_workers):
             if "error" in row:
                 n_bad += 1
@@ -52,14 +53,27 @@ def check_cmd(
                 continue
             n += 1
             n_neg += row["polarity"] == "negative"
+            if row["view"] == "lateral":
+                n_lat += 1
+                console.print(
+                    f"[cyan]lateral view[/] (p={row['p_lateral']:.2f}) {escape(row['path'])}"
+                )
             if row["not_cxr"] >= net.not_cxr_threshold:
                 console.print(f"[yellow]not a chest film?[/] {escape(row['path'])}")
-            writer.writerow([row["path"], row["polarity"], f"{row['probability']:.6f}"])
+            writer.writerow(
+                [
+                    row["path"],
+                    row["polarity"],
+                    f"{row['probability']:.6f}",
+                    row["view"],
+                    f"{row['p_lateral']:.6f}",
+                ]
+            )
     finally:
         if out:
             handle.close()
     console.print(
-        f"checked {n} film(s): {n_neg} negative (inverted); {n_bad} unreadable"
+        f"checked {n} film(s): {n_neg} negative (inverted), {n_lat} lateral; {n_bad} unreadable"
         + (f"; wrote {out}" if out else "")
     )
 
@@ -138,15 +152,35 @@ def train_cmd(
     minutes: Annotated[float, typer.Option(help="stop after this long at the latest")] = 9.0,
     seed: Annotated[int, typer.Option()] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="decoded-films cache")] = None,
+    finetune_steps: Annotated[
+        int, typer.Option(help="steps of the view stage (lateral films in)")
+    ] = 300,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="base.safetensors of an earlier run on the same sets: view stage only"),
+    ] = None,
 ) -> None:
-    """Train the polarity / not-a-chest-film model on films taken as correctly displayed."""
+    """Train the screening model (polarity, not-a-chest-film, frontal/lateral view) on films
+    taken as correctly displayed; a labels.csv `view` of L marks a lateral film."""
     import json
     import logging
 
     from cxrkit.polarity import PolarityTrainConfig, train_polarity
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = PolarityTrainConfig(steps=steps, max_minutes=minutes, seed=seed)
-    metrics = train_polarity(data, out, cfg, exclude=exclude or [], cache_dir=cache_dir)
-    summary = {k: metrics[k]["all"] for k in ("polarity", "guard_false_alarm", "guard_detection")}
+    if base is not None and not base.is_file():
+        raise typer.BadParameter(f"{base}: no such file", param_hint="--base")
+    cfg = PolarityTrainConfig(
+        steps=steps, max_minutes=minutes, seed=seed, finetune_steps=finetune_steps
+    )
+    try:
+        metrics = train_polarity(
+            data, out, cfg, exclude=exclude or [], cache_dir=cache_dir, base_model=base
+        )
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+    keys = ("polarity", "guard_false_alarm", "view_false_alarm", "guard_detection")
+    summary = {k: metrics[k]["all"] for k in keys}
+    summary["lateral_detection"] = metrics.get("lateral_detection", {})
     console.print(json.dumps(summary))

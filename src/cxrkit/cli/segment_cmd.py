@@ -45,25 +45,35 @@ def run_cmd(
     ] = None,
     overlays: Annotated[bool, typer.Option(help="also write overlay PNGs")] = True,
 ) -> None:
-    """Segment the lungs of each film (the default command: `cxr segment IMAGE... --out DIR`)."""
+    """Segment the lungs of each film (the default command: `cxr segment IMAGE... --out DIR`).
+
+    A film of a view the lung model does not support (a lateral film, for a model whose card
+    lists frontal only) is skipped with a one-line reason: no mask is written for it."""
     from cxrkit.errors import ImageReadError
     from cxrkit.infer.paths import expand_paths
     from cxrkit.io import read_image
     from cxrkit.segment.infer import load_lung_model, segment_many
     from cxrkit.segment.overlay import save_mask_png, save_overlay_png
+    from cxrkit.segment.views import skip_reason
 
     files = expand_paths(images)
     lung = load_lung_model(model)
     out.mkdir(parents=True, exist_ok=True)
     used: dict[str, int] = {}
-    rows, n_bad = [], 0
+    rows, n_bad, n_skip = [], 0, 0
     for path in files:
         try:
             film, _meta = read_image(path)
         except ImageReadError as exc:
             n_bad += 1
-            rows.append([str(path), "", "", "", exc.reason])
+            rows.append([str(path), "", "", "", exc.reason, "", ""])
             console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+            continue
+        reason, view, _p_lateral = skip_reason(film, lung)
+        if reason:
+            n_skip += 1
+            rows.append([str(path), "", "", "", "", view, reason])
+            console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
             continue
         mask = segment_many([film], lung)[0]
         stem = path.stem
@@ -74,12 +84,17 @@ def run_cmd(
         overlay_path = (
             save_overlay_png(out / "overlays" / f"{stem}.png", film, mask) if overlays else ""
         )
-        rows.append([str(path), str(mask_path), str(overlay_path), f"{mask.mean():.4f}", ""])
+        rows.append(
+            [str(path), str(mask_path), str(overlay_path), f"{mask.mean():.4f}", "", view, ""]
+        )
     with (out / "masks.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "mask", "overlay", "lung_fraction", "error"])
+        writer.writerow(["path", "mask", "overlay", "lung_fraction", "error", "view", "skipped"])
         writer.writerows(rows)
-    console.print(f"segmented {len(files) - n_bad} film(s); {n_bad} unreadable; wrote {out}")
+    console.print(
+        f"segmented {len(files) - n_bad - n_skip} film(s); {n_skip} skipped (view); "
+        f"{n_bad} unreadable; wrote {out}"
+    )
     if n_bad and n_bad == len(files):
         raise typer.Exit(2)
 

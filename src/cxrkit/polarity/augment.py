@@ -144,13 +144,16 @@ def film_batch(
     gen: torch.Generator,
     plain: torch.Tensor | None = None,
     use_plain: torch.Tensor | None = None,
+    scale: tuple[float, float] = (0.7, 1.0),
+    max_rotate_deg: float = 10.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented films, half of them inverted at random; returns (x, polarity labels).
 
     Where `use_plain` is set, the film comes from `plain` (already at `out_size`, as
-    read and squashed) instead of a random crop/rotation of `films`.
+    read and squashed) instead of a random crop/rotation of `films`. `scale` and
+    `max_rotate_deg` set the crop and rotation (wider for the few lateral films).
     """
-    x = random_views(films, out_size, gen)
+    x = random_views(films, out_size, gen, scale=scale, max_rotate_deg=max_rotate_deg)
     if plain is not None and use_plain is not None:
         flipped = torch.where(torch.rand(len(x), generator=gen) < 0.5, -1, 1)
         plain = torch.where(flipped.view(-1, 1, 1, 1) < 0, plain.flip(-1), plain)

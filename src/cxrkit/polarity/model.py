@@ -13,6 +13,7 @@ import torch
 from cxrkit.errors import ModelFileError
 from cxrkit.polarity.net import (
     CLASSES,
+    LATERAL,
     NEGATIVE,
     NOT_CXR,
     POSITIVE,
@@ -29,8 +30,9 @@ ARCHITECTURE = "polarity_net"
 class PolarityModel:
     """A loaded polarity network (BatchNorm folded, eval mode) and its card.
 
-    `probs(films)` takes films already squashed to `input_size` and returns (N, 3)
-    probabilities over positive / negative / not_cxr.
+    `probs(films)` takes films already squashed to `input_size` and returns (N, 4):
+    softmax probabilities over positive / negative / not_cxr (they sum to 1), then
+    p(lateral view), an independent sigmoid.
     """
 
     net: torch.nn.Module
@@ -51,9 +53,14 @@ class PolarityModel:
         """not_cxr probability at or above which an input is flagged as no chest film."""
         return float(self.card.get("thresholds", {}).get("not_cxr", 0.5))
 
+    @property
+    def lateral_threshold(self) -> float:
+        """p(lateral) at or above which a chest film is called a lateral view."""
+        return float(self.card.get("thresholds", {}).get("lateral", 0.5))
+
     @torch.inference_mode()
     def probs(self, films: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        """(N, 3) softmax probabilities for films (N, S, S) or (N, 1, S, S) in [0, 1]."""
+        """(N, 4) for films (N, S, S) or (N, 1, S, S) in [0, 1]: class softmax, p(lateral)."""
         x = torch.as_tensor(films, dtype=torch.float32)
         if x.ndim == 3:
             x = x.unsqueeze(1)
@@ -62,9 +69,9 @@ class PolarityModel:
         out = []
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
-            out.append(torch.softmax(self.net(chunk), dim=1))
+            out.append(logits_to_probs(self.net(chunk)))
         if not out:
-            return np.zeros((0, len(CLASSES)), np.float32)
+            return np.zeros((0, len(CLASSES) + 1), np.float32)
         return torch.cat(out).numpy()
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -74,10 +81,17 @@ class PolarityModel:
         return resize_film(image, self.input_size, "squash")
 
     def image_probs(self, images: list[np.ndarray]) -> np.ndarray:
-        """(N, 3) probabilities for full-size films (each (h, w) float in [0, 1])."""
+        """(N, 4) probabilities for full-size films (each (h, w) float in [0, 1])."""
         if not images:
-            return np.zeros((0, len(CLASSES)), np.float32)
+            return np.zeros((0, len(CLASSES) + 1), np.float32)
         return self.probs(np.stack([self.prepare(im) for im in images]))
+
+
+def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 4) logits -> class softmax over the first three columns, sigmoid of the view logit."""
+    return torch.cat(
+        [torch.softmax(logits[:, :LATERAL], dim=1), torch.sigmoid(logits[:, LATERAL:])], dim=1
+    )
 
 
 def polarity_of(p: np.ndarray) -> tuple[str, float]:
@@ -88,15 +102,26 @@ def polarity_of(p: np.ndarray) -> tuple[str, float]:
 
 
 def not_cxr_probability(p: np.ndarray) -> float:
-    """Probability that the input is not a frontal chest film."""
+    """Probability that the input is not a chest film (any view)."""
     return float(p[NOT_CXR])
+
+
+def view_of(p: np.ndarray, model: PolarityModel) -> tuple[str, float]:
+    """('frontal' | 'lateral', p(lateral)) for one row of `PolarityModel.probs`.
+
+    Raises ValueError when p(lateral) is not a finite probability: never a view label.
+    """
+    p_lat = float(p[LATERAL])
+    if not 0.0 <= p_lat <= 1.0:  # also catches NaN
+        raise ValueError(f"the polarity model gave p(lateral)={p_lat}: not a probability")
+    return ("lateral" if p_lat >= model.lateral_threshold else "frontal"), p_lat
 
 
 def save_polarity_model(path: str | Path, net: PolarityNet, card: dict[str, Any]) -> Path:
     """Write an (unfused) `PolarityNet` and its card as one safetensors file."""
     from cxrkit.models.model_file import save_model_file
 
-    card = {**card, "architecture": ARCHITECTURE, "widths": list(net.widths)}
+    card = {**card, "architecture": ARCHITECTURE, "widths": list(net.widths), "view_head": True}
     card.setdefault("class_names", list(CLASSES))
     return save_model_file(path, net, card)
 
@@ -124,6 +149,11 @@ def _load(path: Path) -> PolarityModel:
     card = read_card(path)
     if card.get("architecture") != ARCHITECTURE:
         raise ModelFileError(f"{path}: not a polarity model ({card.get('architecture')!r})")
+    if not card.get("view_head"):
+        raise ModelFileError(
+            f"{path}: a polarity model without the frontal/lateral view head (made before "
+            "cxrkit learned views); retrain it with `cxr polarity train`"
+        )
     net = PolarityNet(widths=tuple(card["widths"]))
     try:
         net.load_state_dict(load_file(str(path), device="cpu"), strict=True)

@@ -1,4 +1,10 @@
-"""`PolarityNet`: a tiny CNN that tells positive, negative and not-a-chest-film inputs apart."""
+"""`PolarityNet`: a tiny CNN for film polarity, not-a-chest-film and the view (frontal / lateral).
+
+Two heads share one trunk. The class head is a softmax over `CLASSES` (positive, negative,
+not_cxr); the view head is one independent logit, p(lateral | chest film). A lateral film
+can be inverted just like a frontal one, so view and polarity are separate questions: a
+fourth softmax class "lateral" would have to swallow the polarity of every lateral film.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from torch import nn
 
 CLASSES: tuple[str, ...] = ("positive", "negative", "not_cxr")
 POSITIVE, NEGATIVE, NOT_CXR = range(3)
+LATERAL = 3  # column of the view logit / p(lateral) after the three class columns
+VIEWS: tuple[str, ...] = ("frontal", "lateral")
 
 
 def conv_bn(in_chans: int, out_chans: int, stride: int, kernel: int = 3) -> nn.Sequential:
@@ -20,7 +28,7 @@ def conv_bn(in_chans: int, out_chans: int, stride: int, kernel: int = 3) -> nn.S
 
 
 class PolarityNet(nn.Module):
-    """Films (B, 1, S, S) in [0, 1] -> logits (B, 3) over `CLASSES`.
+    """Films (B, 1, S, S) in [0, 1] -> logits (B, 4): `CLASSES`, then the lateral-view logit.
 
     A 4x4 stride-4 patchify stem, four 3x3 convs (two of stride 2), then global average
     and max pooling: the decision is mostly global (bright bone and mediastinum against
@@ -40,13 +48,14 @@ class PolarityNet(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * widths[-1], len(CLASSES))
+        self.view = nn.Linear(2 * widths[-1], 1)
         self.widths = tuple(widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 3) for films (B, 1, S, S) in [0, 1]."""
+        """Logits (B, 4) for films (B, 1, S, S) in [0, 1]: three class logits, one view logit."""
         x = self.features((x - 0.5) * 4.0)
-        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)
-        return self.fc(self.drop(pooled))
+        pooled = self.drop(torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1))
+        return torch.cat([self.fc(pooled), self.view(pooled)], dim=1)
 
 
 def fuse_for_inference(net: PolarityNet) -> nn.Module:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrkit.errors import ImageReadError
 from cxrkit.io import read_image, resize_film
-from cxrkit.polarity.model import PolarityModel, load_polarity_model, polarity_of
+from cxrkit.polarity.model import PolarityModel, load_polarity_model, polarity_of, view_of
 
 
 class _SmallFilms(Dataset):
@@ -39,13 +39,17 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def polarity_row(p: np.ndarray, model: PolarityModel) -> dict[str, Any]:
-    """`polarity`, its `probability`, `not_cxr` probability and `inverted` (sure negative)."""
+    """`polarity`, its `probability`, `not_cxr` probability, `inverted` (sure negative),
+    `view` ('frontal' | 'lateral') and `p_lateral`."""
     polarity, prob = polarity_of(p)
+    view, p_lateral = view_of(p, model)
     return {
         "polarity": polarity,
         "probability": prob,
         "not_cxr": float(p[2]),
         "inverted": polarity == "negative" and prob >= model.fix_threshold,
+        "view": view,
+        "p_lateral": p_lateral,
     }
 
 

@@ -44,6 +44,13 @@ class LungModel:
         return self.card.get("postprocess", DEFAULT_POSTPROCESS)
 
     @property
+    def views(self) -> tuple[str, ...]:
+        """Film views the model segments: its card's `views`, frontal only when absent."""
+        from cxrkit.guard.view import supported_views
+
+        return supported_views(self.card)
+
+    @property
     def tta(self) -> bool:
         """Whether predictions average the film and its horizontal mirror."""
         return bool(self.card.get("tta_hflip", False))
