@@ -15,6 +15,7 @@ from cxrkit.data.shards import (
     LabelTarget,
     ShardStream,
     expand_shards,
+    films_in_shards,
     iter_samples,
     split_quota,
 )
@@ -145,6 +146,11 @@ def test_reads_the_shards_cxr_data_convert_writes(nih_dir: Path, tmp_path: Path)
     assert len(urls) >= RANKS * WORKERS
     with open(out / "labels.csv", newline="") as fh:
         expected = {r["key"]: r["label"] for r in csv.DictReader(fh)}
+    assert films_in_shards(urls) == 40
+    assert films_in_shards(urls[:-1]) == 40 - _last_shard(out)  # only the shards named
+    with serve_folder(out) as base:  # the default epoch of `cxr train --shards URL`
+        assert films_in_shards(expand_shards(f"{base}/shard-{{000000..000001}}.tar")) > 0
+    assert films_in_shards([str(tmp_path / "elsewhere" / "000000.tar")]) is None
     seen: dict[str, int] = {}
     for rank in range(RANKS):  # an exact pass: each film once, whatever the shard sizes
         stream = ShardStream(urls, _decoder(), epoch_films=None, rank=rank, world_size=RANKS)
@@ -153,3 +159,9 @@ def test_reads_the_shards_cxr_data_convert_writes(nih_dir: Path, tmp_path: Path)
                 assert ["normal", "abnormal"][target] == expected[key]
                 seen[key] = seen.get(key, 0) + 1
     assert seen == dict.fromkeys(expected, 1)
+
+
+def _last_shard(folder: Path) -> int:
+    """Films in the converter's last shard, read from the tar itself."""
+    last = sorted(folder.glob("*.tar"))[-1]
+    return sum(1 for _ in iter_samples(str(last)))

@@ -109,7 +109,8 @@ def train_cmd(
         typer.Option(help="finetune on WebDataset shards: DIR_OR_URL/{000000..000099}.tar"),
     ] = None,
     epoch_films: Annotated[
-        int | None, typer.Option(help="with --shards: films per epoch, over all processes")
+        int | None,
+        typer.Option(help="with --shards: films per epoch (default: their labels.csv's count)"),
     ] = None,
     precision: Annotated[
         str | None,

@@ -16,6 +16,7 @@ once, with no padding (an exact pass, for evaluation).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -97,6 +98,26 @@ def open_shard(url: str):
         ) from exc
     except (OSError, ValueError) as exc:
         raise CxrkitError(f"{url}: cannot open shard ({exc})") from exc
+
+
+def films_in_shards(urls: Sequence[str]) -> int | None:
+    """Films in `urls` per the labels.csv the converter writes beside its shards.
+
+    Counts the rows whose `shard` column names one of `urls` (every row when the column
+    is absent); None when there is no readable labels.csv beside the first shard.
+    """
+    import csv
+
+    if not urls:
+        return None
+    folder = urls[0].rsplit("/", 1)[0] if "/" in urls[0] else "."
+    names = {u.rsplit("/", 1)[-1] for u in urls}
+    try:
+        with open_shard(f"{folder}/labels.csv") as fh:
+            rows = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
+            return sum(1 for row in rows if row.get("shard") is None or row["shard"] in names)
+    except (CxrkitError, OSError, UnicodeDecodeError, csv.Error):
+        return None
 
 
 def split_key(name: str) -> tuple[str, str]:
