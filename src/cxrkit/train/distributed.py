@@ -261,15 +261,10 @@ def launch(
     from torch.distributed.run import get_args_parser, run
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = get_args_parser().parse_args(
-        [*torchrun_options(nproc, nnodes, rdzv_endpoint), "-m", "cxrkit"]
-    )
+    options = torchrun_options(nproc, nnodes, rdzv_endpoint)
+    args = get_args_parser().parse_args([*options, "-m", "cxrkit"])
     args.training_script_args = list(argv)  # never parsed by torchrun: no option clashes
-    log.info(
-        "torchrun %s: cxr %s",
-        " ".join(torchrun_options(nproc, nnodes, rdzv_endpoint)),
-        " ".join(argv),
-    )
+    log.info("torchrun %s: cxr %s", " ".join(options), " ".join(argv))
     try:
         run(args)
     except ChildFailedError as exc:

@@ -179,10 +179,9 @@ class FeatureBatches:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        if self.shuffle or self.sample_weights is not None:  # training: equal steps per rank
-            order = torch.as_tensor(distributed.rank_share(order, even=True))
-        else:  # evaluation: each film once, on one rank
-            order = torch.as_tensor(distributed.rank_share(order, even=False))
+        # training: equal steps per rank; evaluation: each film once, on one rank
+        training = self.shuffle or self.sample_weights is not None
+        order = torch.as_tensor(distributed.rank_share(order, even=training))
         for s in range(0, len(order), self.micro):
             sel = order[s : s + self.micro]
             yield {"image": self.x[sel], "target": self.y[sel], "index": sel}

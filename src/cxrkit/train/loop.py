@@ -230,12 +230,8 @@ def _gather_validation(val_loss, y_true, probs):
         return val_loss, y_true, probs
     n = len(y_true)
     total, count = distributed.all_reduce_sum([val_loss * n if n else 0.0, n])
-    parts = [(y, p) for y, p in distributed.all_gather_objects((y_true, probs)) if len(y)]
-    if not parts:
-        return float("nan"), y_true, probs
-    ys = np.concatenate([y for y, _ in parts])
-    ps = np.concatenate([p for _, p in parts])
-    return total / count, ys, ps
+    probs, y_true = distributed.gather_rows(probs, y_true)
+    return (total / count if count else float("nan")), y_true, probs
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
