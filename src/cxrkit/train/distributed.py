@@ -152,7 +152,7 @@ def micro_batch(global_batch: int, accumulate: int = 1, world_size: int | None =
     parts = world * accumulate
     if global_batch % parts:
         raise CxrkitError(
-            f"batch_size {global_batch} must be a multiple of processes x accumulate "
+            f"`batch_size` {global_batch} must be a multiple of processes x `accumulate` "
             f"({world} x {accumulate} = {parts}): it is the global batch, split evenly"
         )
     return global_batch // parts
@@ -239,12 +239,12 @@ def torchrun_options(nproc: int, nnodes: int = 1, rdzv_endpoint: str | None = No
     `rdzv_endpoint` (HOST:PORT of any one node, the same on all of them).
     """
     if nproc < 1 or nnodes < 1:
-        raise CxrkitError("nproc and nnodes must be >= 1")
+        raise CxrkitError("`nproc` and `nnodes` must be >= 1")
     opts = [f"--nproc-per-node={nproc}"]
     if nnodes == 1 and not rdzv_endpoint:
         return [*opts, "--standalone"]
     if not rdzv_endpoint:
-        raise CxrkitError("nnodes > 1 needs rdzv_endpoint HOST:PORT (the same on every node)")
+        raise CxrkitError("`nnodes` > 1 needs `rdzv_endpoint` HOST:PORT (the same on every node)")
     return [*opts, f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
 
 

@@ -48,5 +48,5 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     if name == "fp32":
         return Precision(name, device.type, None)
     if name == "fp16" and not cuda:
-        raise CxrkitError("precision fp16 needs a GPU; use bf16 or fp32 on a CPU")
+        raise CxrkitError("`precision` fp16 needs a GPU; use bf16 or fp32 on a CPU")
     return Precision(name, device.type, torch.bfloat16 if name == "bf16" else torch.float16)

@@ -392,7 +392,7 @@ def _fix_polarity(table: LabelTable, folder: Path, num_workers: int) -> LabelTab
     from cxrkit.polarity import fix_table_polarity
 
     if distributed.current().active:  # every rank would write the same PNGs, not atomically
-        raise CxrkitError("fix_polarity runs in one process only: train with --nproc 1")
+        raise CxrkitError("`fix_polarity` runs in one process only: train with `nproc` 1")
     return fix_table_polarity(table, folder, num_workers=num_workers)
 
 

@@ -45,7 +45,7 @@ def check_stream_config(cfg: TrainConfig) -> tuple[list[str], int]:
     epoch_films = cfg.epoch_films or films_in_shards(urls)
     if not epoch_films:
         raise CxrkitError(
-            "shards need epoch_films (films per epoch): no labels.csv beside them to count"
+            "`shards` need `epoch_films` (films per epoch): no labels.csv beside them to count"
         )
     if cfg.crop is not None or cfg.fix_polarity:
         raise CxrkitError("crop and fix_polarity are not applied to streamed films yet")
