@@ -53,12 +53,14 @@ def check_cmd(
                 continue
             n += 1
             n_neg += row["polarity"] == "negative"
+            flagged = row["not_cxr"] >= net.not_cxr_threshold
             if row["view"] == "lateral":
                 n_lat += 1
+                doubt = ", not recognised as a chest film: check it" if flagged else ""
                 console.print(
-                    f"[cyan]lateral view[/] (p={row['p_lateral']:.2f}) {escape(row['path'])}"
+                    f"[cyan]lateral view[/] (p={row['p_lateral']:.2f}){doubt} {escape(row['path'])}"
                 )
-            if row["not_cxr"] >= net.not_cxr_threshold:
+            elif flagged:
                 console.print(f"[yellow]not a chest film?[/] {escape(row['path'])}")
             writer.writerow(
                 [
