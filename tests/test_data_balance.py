@@ -50,3 +50,10 @@ def test_balanced_sampler_multilabel(nih_dir: Path) -> None:
     hernia = table.class_names.index("Hernia")  # 9 of 1000 films
     drawn = np.array(list(balanced_sampler(y, num_samples=20000, seed=0)))
     assert y[drawn, hernia].mean() > 5 * y[:, hernia].mean()
+
+
+def test_multilabel_pos_weight_skips_uncertain() -> None:
+    y = np.array([[1.0, 0.0], [0.0, np.nan], [np.nan, 1.0], [0.0, 0.0]], dtype=np.float32)
+    w = class_weights(y, "multilabel")
+    # finding 0: 1 positive, 2 negatives (one uncertain left out); finding 1: 1 and 2
+    np.testing.assert_allclose(w, [2.0, 2.0])

@@ -64,3 +64,51 @@ def test_validation_score_leaves_uncertain_entries_out():
     y = np.array([[1, 0], [0, np.nan], [1, 1], [0, 0]], dtype=np.float32)
     p = np.array([[0.9, 0.2], [0.1, 0.99], [0.8, 0.7], [0.2, 0.1]], dtype=np.float32)
     assert validation_score(y, p, "multilabel") == pytest.approx(1.0)
+
+
+def test_features_head_trains_with_uncertain_findings_masked(tmp_path, nih_dir, monkeypatch):
+    """Features mode: the head's training targets carry NaN where a finding is uncertain."""
+    import csv
+    import importlib
+
+    import cxrkit as cx
+
+    rows = list(csv.DictReader((nih_dir / "labels.csv").open(newline="")))[:48]
+    with (tmp_path / "labels.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "label", "uncertain", "patient_id"])
+        for i, row in enumerate(rows):
+            findings = row["findings"] or "Effusion" * (i % 2)
+            out.writerow(
+                [
+                    str(nih_dir / row["path"]),
+                    findings,
+                    "Infiltration" * (i % 3 == 0),
+                    row["patient_id"],
+                ]
+            )
+    runner = importlib.import_module("cxrkit.train.runner")
+    seen = []
+    real = runner.FeatureBatches
+
+    def spy(x, y, *args, **kw):
+        seen.append(np.asarray(y))
+        return real(x, y, *args, **kw)
+
+    monkeypatch.setattr(runner, "FeatureBatches", spy)
+    cfg = cx.TrainConfig(
+        backbone="small_cnn",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        num_workers=0,
+        n_bootstrap=0,
+        cache_dir=str(tmp_path / "cache"),
+        random_init=True,
+    )
+    run = cx.train(tmp_path, tmp_path / "run", cfg, show_progress=False)
+    train_y = seen[0]
+    infiltration = run.metrics["class_names"].index("Infiltration")
+    assert np.isnan(train_y[:, infiltration]).any()  # uncertain: left out of the loss
+    assert not np.isnan(np.delete(train_y, infiltration, axis=1)).any()
+    assert np.isfinite(run.metrics["per_class"]["Effusion"]["auc"] or 0.0)

@@ -16,14 +16,15 @@ def class_weights(targets: np.ndarray, task: str, num_classes: int | None = None
     binary/multiclass: inverse class frequency normalised so that the sample-weighted
     mean is 1 (`N / (C * n_c)`, as scikit-learn's 'balanced'); absent classes get 0.
     multilabel: `pos_weight = negatives / positives` per label (1 where a label has no
-    positives or no negatives), for `BCEWithLogitsLoss(pos_weight=...)`.
+    positives or no negatives), for `BCEWithLogitsLoss(pos_weight=...)`; NaN (uncertain)
+    entries count as neither.
     """
     y = np.asarray(targets)
     if task == "multilabel":
         if y.ndim != 2:
             raise ValueError(f"multilabel targets must be (N, C), got shape {y.shape}")
         pos = (y > 0.5).sum(axis=0).astype(np.float64)
-        neg = len(y) - pos
+        neg = (y < 0.5).sum(axis=0).astype(np.float64)  # NaN (uncertain) is neither
         weights = np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1.0), 1.0)
         return weights.astype(np.float32)
     if y.ndim != 1:

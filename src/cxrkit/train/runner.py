@@ -118,8 +118,10 @@ def train(
     )
     model = prepare_for_device(model, device)
     distributed.seed_rank(cfg.seed)  # same initial weights on all ranks, own noise after
-    targets = table.targets()
-    weights = class_weights(targets[splits["train"]], task) if cfg.balance == "loss" else None
+    targets = table.targets()  # uncertain findings count as absent in val/test metrics
+    # ... but are NaN for the class weights (and the loss skips them)
+    train_targets = table.targets(mask_uncertain=True)[splits["train"]]
+    weights = class_weights(train_targets, task) if cfg.balance == "loss" else None
     loss_fn = build_loss(task, weights)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     augment = build_augmentation_from_dict(cfg.augment) if cfg.augment is not None else None
@@ -288,10 +290,12 @@ def _all_features(model, table, splits, cfg, size, cache_root, device, augment):
         crop=cfg.crop,
     )
     targets = table.targets()
+    # the head's loss skips uncertain findings (NaN); validation and test count them absent
+    train_targets = table.targets(mask_uncertain=True)
     out = {}
     for name, idx in splits.items():
         x = extract_features(model, table, idx, **kw)
-        y = targets[idx]
+        y = (train_targets if name == "train" else targets)[idx]
         if name == "train":
             xs, ys = [x], [y]
             for copy in range(cfg.feature_augment_copies):
