@@ -36,8 +36,12 @@ from cxrkit.models.ood import OOD_WARNING, FeatureReference, ScoredClassifier, o
 
 if TYPE_CHECKING:
     from cxrkit.infer.onnx_runtime import OnnxModel
+    from cxrkit.infer.runtimes import OpenVinoModel
 
-RUNTIMES = ("torch", "onnx")
+#: torch | onnx | onnx-int8 | openvino (see `cxrkit.infer.runtimes`).
+RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino")
+#: The int8 graph `cxr export --format onnx-int8` writes beside a run's model file.
+INT8_FILE = "model.int8.onnx"
 #: A film to predict: a path (file, folder or glob) or an image array.
 FilmInput = str | os.PathLike[str] | np.ndarray
 
@@ -47,13 +51,13 @@ class Classifier:
 
     Build one with `Classifier.load(path, runtime=...)`, or wrap an already loaded
     `(net, card)` pair: `Classifier(net, card, reference=...)`, where `net` is a
-    `CXRNet` or an `OnnxModel`. `reference` is the model file's out-of-distribution
-    feature reference (an exported ONNX graph carries its own).
+    `CXRNet`, an `OnnxModel` or an `OpenVinoModel`. `reference` is the model file's
+    out-of-distribution feature reference (an exported ONNX graph carries its own).
     """
 
     def __init__(
         self,
-        net: torch.nn.Module | OnnxModel,
+        net: torch.nn.Module | OnnxModel | OpenVinoModel,
         card: dict[str, Any],
         *,
         reference: FeatureReference | None = None,
@@ -64,7 +68,7 @@ class Classifier:
         self.card = card
         self.path = None if path is None else Path(path)
         self.reference = reference
-        self.onnx: OnnxModel | None = None
+        self.onnx: OnnxModel | OpenVinoModel | None = None  # the graph runtime, if any
         if isinstance(net, torch.nn.Module):
             self.net: torch.nn.Module | None = net
         else:
@@ -99,41 +103,73 @@ class Classifier:
         `runtime='onnx'` runs the network on onnxruntime (CPU): an `.onnx` file (or a run
         directory holding `model.onnx`) as it is, a model file exported in memory first
         in a temporary folder under `workdir` (its torch network stays loaded for
-        `explain`). An `.onnx` file is always ONNX.
+        `explain`). An `.onnx` file is always ONNX. `runtime='openvino'` compiles the same
+        graph with OpenVINO. `runtime='onnx-int8'` loads the calibrated int8 graph: an
+        `.onnx` file written by `cxr export --format onnx-int8`, or `model.int8.onnx`
+        beside the model file (`quantize_model` writes it). A runtime whose package is
+        missing raises `RuntimeMissingError` naming the extra to install.
         """
+        from cxrkit.infer.runtimes import check_runtime
+
+        check_runtime(runtime)
+        p = Path(path)
+        if runtime == "onnx-int8":
+            return cls._load_int8(p, threads=threads)
+        in_run_dir = p.is_dir() and (p / "model.onnx").is_file()
+        if p.suffix.lower() == ".onnx" or (runtime in ("onnx", "openvino") and in_run_dir):
+            onnx_file = p / "model.onnx" if in_run_dir else p
+            graph = _open_graph(onnx_file, runtime, threads)
+            return cls(graph, graph.card, path=onnx_file)
         from cxrkit.models.model_file import find_model_file, load_model_file
         from cxrkit.models.ood import load_feature_reference
 
-        if runtime not in RUNTIMES:
-            raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-        p = Path(path)
-        in_run_dir = p.is_dir() and (p / "model.onnx").is_file()
-        if p.suffix.lower() == ".onnx" or (runtime == "onnx" and in_run_dir):
-            from cxrkit.infer.onnx_runtime import load_onnx_model
-
-            onnx_file = p / "model.onnx" if in_run_dir else p
-            session, card = load_onnx_model(onnx_file, threads=threads)
-            return cls(session, card, path=onnx_file)
         p = find_model_file(p)
         net, card = load_model_file(p)
         reference = load_feature_reference(p)
         if runtime == "torch":
             return cls(net, card, reference=reference, device=device, path=p)
         from cxrkit.infer.onnx_export import export_model_onnx
-        from cxrkit.infer.onnx_runtime import OnnxModel
 
         scored = net if reference is None else ScoredClassifier(net, reference)
         with tempfile.TemporaryDirectory(dir=workdir, prefix="cxrkit-onnx-") as tmp:
             onnx_path = export_model_onnx(scored, card, Path(tmp) / "model.onnx")
-            session = OnnxModel(onnx_path, threads=threads)
-        return cls(session, card, reference=reference, torch_net=net, device="cpu", path=p)
+            graph = _open_graph(onnx_path, runtime, threads)
+        return cls(graph, card, reference=reference, torch_net=net, device="cpu", path=p)
+
+    @classmethod
+    def _load_int8(cls, p: Path, *, threads: int | None) -> Classifier:
+        """The int8 graph of `p` (the .onnx file itself, or `model.int8.onnx` beside the model
+        file / in the run directory), with the torch network for `explain` when it is there."""
+        from cxrkit.models.model_file import find_model_file, load_model_file
+
+        folder = p if p.is_dir() else p.parent
+        int8 = p if p.suffix.lower() == ".onnx" else folder / INT8_FILE
+        if not int8.is_file():
+            raise ModelFileError(
+                f"{int8}: no int8 model; make it with `cxr export {p} --format onnx-int8 "
+                f"--calibration TRAINING_DATA --out {int8}`"
+            )
+        graph = _open_graph(int8, "onnx", threads)
+        if "quantization" not in graph.card:
+            raise ModelFileError(f"{int8}: not an int8 export (its card has no `quantization`)")
+        torch_net = None
+        try:
+            torch_net, _ = load_model_file(find_model_file(folder if p.is_dir() else p))
+        except (ModelFileError, FileNotFoundError):
+            torch_net = None  # an .onnx file alone: probabilities, no CAM
+        return cls(graph, graph.card, torch_net=torch_net, device="cpu", path=int8)
 
     # ---- the card ----------------------------------------------------------------------
 
     @property
     def runtime(self) -> str:
-        """'onnx' when probabilities come from onnxruntime, else 'torch'."""
-        return "onnx" if self.onnx is not None else "torch"
+        """Where probabilities come from: 'torch', 'onnx', 'onnx-int8' (a quantized graph on
+        onnxruntime) or 'openvino'."""
+        if self.onnx is None:
+            return "torch"
+        if type(self.onnx).__name__ == "OpenVinoModel":
+            return "openvino"
+        return "onnx-int8" if "quantization" in self.card else "onnx"
 
     @property
     def class_names(self) -> list[str]:
@@ -344,3 +380,14 @@ class Classifier:
         net = copy.deepcopy(self.net).cpu().float().to(memory_format=torch.contiguous_format)
         module = net if self.reference is None else ScoredClassifier(net, self.reference)
         return export_model_onnx(module, card, out, opset=opset), card
+
+
+def _open_graph(path: Path, runtime: str, threads: int | None) -> OnnxModel | OpenVinoModel:
+    """An ONNX file as onnxruntime session ('onnx', 'torch') or OpenVINO model ('openvino')."""
+    if runtime == "openvino":
+        from cxrkit.infer.runtimes import OpenVinoModel
+
+        return OpenVinoModel(path, threads=threads)
+    from cxrkit.infer.onnx_runtime import load_onnx_model
+
+    return load_onnx_model(path, threads=threads)[0]

@@ -17,6 +17,12 @@ from rich.markup import escape
 from cxrkit.cli import dicom_flags
 
 console = Console(stderr=True)
+#: The runtimes of `Classifier.load` (kept here so `--help` imports no torch).
+RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino")
+RUNTIME_HELP = (
+    "torch | onnx (onnxruntime; MODEL may be a .onnx file) | onnx-int8 (the file "
+    "`cxr export --format onnx-int8` writes) | openvino"
+)
 # from the shipped film screen and the model's own feature reference
 SCREEN_COLUMNS = (
     "not_cxr",
@@ -181,6 +187,7 @@ def evaluate_cmd(
         list[Path] | None,
         typer.Option(help="another labelled set to score beside DATA (repeatable)"),
     ] = None,
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "torch",
 ) -> None:
     """Evaluate a model on labelled films: metrics.json, plots and report.html."""
     from cxrkit.infer.evaluate_model import evaluate_model
@@ -198,6 +205,7 @@ def evaluate_cmd(
         cache_dir=cache_dir,
         device=device,
         external=external or (),
+        runtime=runtime,
     )
     _print_headline(metrics, out)
     _print_external(out)
@@ -212,9 +220,7 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option()] = 32,
     num_workers: Annotated[int, typer.Option()] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    runtime: Annotated[
-        str, typer.Option(help="torch | onnx (onnxruntime, CPU; MODEL may be a .onnx file)")
-    ] = "torch",
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "torch",
     report: Annotated[
         Path | None,
         typer.Option(help="folder for a batch drift report (drift.json, drift.html)"),
@@ -232,8 +238,8 @@ def predict_cmd(
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
-    if runtime not in ("torch", "onnx"):
-        raise CxrkitError(f"--runtime {runtime}: use 'torch' or 'onnx'")
+    if runtime not in RUNTIMES:
+        raise CxrkitError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
     clf = Classifier.load(model, runtime, device=device)
     net, card = clf.net, clf.card
     files = expand_paths(paths)

@@ -32,8 +32,11 @@ def evaluate_model(
     cache_dir: str | Path | None = None,
     device: str = "auto",
     external: Sequence[str | Path] = (),
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Predict `data` with the model's own preprocessing and thresholds; write the report.
+
+    `runtime` is any of `Classifier.load`'s (torch, onnx, onnx-int8, openvino).
 
     The report puts the result beside the internal test figures kept in the model card;
     each `external` set is scored too (into `out_dir/external/NAME/`) and shown alongside.
@@ -42,7 +45,7 @@ def evaluate_model(
         raise CxrkitError("`split_file` needs `split` (train, val or test)")
     if split and split_file is None:
         raise CxrkitError("`split` needs `split_file` (the split.csv written by `cxr train`)")
-    clf = Classifier.load(model_path, device=device)
+    clf = Classifier.load(model_path, runtime, device=device)
     card = clf.card
     table = load_table(
         data,
@@ -106,6 +109,7 @@ def evaluate_model(
             n_bootstrap=n_bootstrap,
             cache_dir=cache_dir,
             device=device,
+            runtime=runtime,
         )
     return metrics
 

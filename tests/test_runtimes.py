@@ -1,0 +1,93 @@
+"""Runtimes of `Classifier.load`: int8 (calibrated on the run's training films, recorded in
+the card), OpenVINO, and the errors for a missing file or package."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from cxrkit.classifier import Classifier  # noqa: E402
+from cxrkit.errors import ModelFileError  # noqa: E402
+from cxrkit.infer.quantize import quantize_model  # noqa: E402
+from cxrkit.infer.runtimes import RuntimeMissingError, check_runtime  # noqa: E402
+from serve_helpers import save_random_model  # noqa: E402
+
+
+def _run_with_split(tmp_path: Path, site_dir: Path) -> Path:
+    """A run folder: a random model and a split.csv putting site films in train / test."""
+    run = tmp_path / "run"
+    model = save_random_model(run / "model.safetensors")
+    with open(site_dir / "labels.csv", newline="") as f:
+        paths = sorted(r["path"] for r in csv.DictReader(f))
+    with open(run / "split.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "patient_id", "split"])
+        for k, p in enumerate(paths[:60]):
+            w.writerow([p, p, "test" if k % 3 == 0 else "train"])
+    return model
+
+
+def test_int8_export_records_calibration_and_accuracy_change(
+    tmp_path: Path, site_dir: Path
+) -> None:
+    model = _run_with_split(tmp_path, site_dir)
+    out = model.parent / "model.int8.onnx"
+    path, card = quantize_model(model, out, site_dir, n_films=16)
+    q = card["quantization"]
+    assert q["calibration"]["name"] == site_dir.name and q["calibration"]["split"] == "train"
+    assert q["calibration"]["films"] == 16 and len(q["calibration"]["films_sha256"]) == 64
+    change = q["accuracy_change"]
+    assert change["split"] == "test" and change["films"] == 20
+    assert change["auc_fp32"] is not None  # both classes among the test films
+    assert {"auc_fp32", "auc_int8", "accuracy_fp32", "accuracy_int8", "within_tolerance"} <= set(
+        change
+    )
+    assert str(tmp_path) not in json.dumps(q)  # names and hashes, no local path
+
+    int8 = Classifier.load(model.parent, "onnx-int8")  # the run folder finds model.int8.onnx
+    fp32 = Classifier.load(model, "onnx")
+    assert int8.runtime == "onnx-int8" and int8.card["quantization"] == q
+    size = int(card["preprocessing"]["size"])
+    films = np.random.default_rng(0).random((4, 1, size, size), dtype=np.float32)
+    p8, p32 = int8.probs(films), fp32.probs(films)
+    assert np.isfinite(p8).all() and np.abs(p8 - p32).max() < 0.05
+    assert int8.net is not None  # the torch net beside it serves explain
+
+
+def test_int8_without_its_file_says_how_to_make_it(tmp_path: Path) -> None:
+    model = save_random_model(tmp_path / "model.safetensors")
+    with pytest.raises(ModelFileError, match="--format onnx-int8"):
+        Classifier.load(model, "onnx-int8")
+
+
+def test_openvino_matches_onnxruntime(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    model = save_random_model(tmp_path / "model.safetensors")
+    ov, ort = Classifier.load(model, "openvino"), Classifier.load(model, "onnx")
+    assert ov.runtime == "openvino"
+    size = int(ov.card["preprocessing"]["size"])
+    films = np.random.default_rng(1).random((3, 1, size, size), dtype=np.float32)
+    assert np.abs(ov.probs(films) - ort.probs(films)).max() < 1e-4
+
+
+def test_missing_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kw):  # type: ignore[no-untyped-def]
+        if name.split(".")[0] == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.delitem(__import__("sys").modules, "openvino", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(RuntimeMissingError, match=r"cxrkit\[openvino\]"):
+        check_runtime("openvino")
+    with pytest.raises(ModelFileError, match="runtime must be one of"):
+        check_runtime("tensorrt")
