@@ -22,6 +22,7 @@ from fastapi_offline import FastAPIOffline
 
 from cxrkit import __version__
 from cxrkit.io.pool import DecodePool
+from cxrkit.serve.batcher import MicroBatcher, QueueFull
 from cxrkit.serve.engine import FilmPredictor
 from cxrkit.serve.limits import (
     ApiError,
@@ -34,32 +35,76 @@ from cxrkit.serve.settings import ServeSettings
 
 log = logging.getLogger("cxrkit.serve")
 STATIC = Path(str(resources.files("cxrkit.serve") / "static"))
+RETRY_AFTER_S = 1  # a full queue drains in well under a second on a CPU box
 _bearer = HTTPBearer(auto_error=False, description="Set when the server has CXR_API_TOKEN")
 
 
 class Gate:
-    """Bounded work queue: `max_concurrent` predictions run, at most `max_queue` wait or run."""
+    """Admission and deadlines: at most `max_queue` predictions in the server at once (more
+    get 503 + Retry-After), each within `timeout_s` (else 504). Decoding and preparation
+    run in `intake` threads (the decode pool's processes do the decoding), the model in
+    the `MicroBatcher`, CAM and previews in `max_concurrent` threads."""
 
-    def __init__(self, settings: ServeSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: ServeSettings, predictor: FilmPredictor) -> None:
+        self.settings, self.predictor = settings, predictor
         self.pool = ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="cxr-predict")
+        self.intake = ThreadPoolExecutor(
+            max(2, settings.decode_workers + 2), thread_name_prefix="cxr-intake"
+        )
+        self.batcher = MicroBatcher(
+            predictor.assess_batch,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.batch_wait_ms,
+            max_queue=settings.max_queue,
+        )
         self.pending = 0
 
-    async def run(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        """Run `fn` in the pool within the request timeout; 503 when full, 504 when late."""
+    def busy(self) -> ApiError:
+        """The 503 of a full server, with a Retry-After in seconds."""
+        return ApiError(
+            503,
+            "busy",
+            "server busy: too many predictions queued, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    async def predict(self, data: bytes, name: str, *, cam: bool, preview: bool) -> Any:
+        """One upload through intake, the batched model and the answer; 503 when full,
+        504 when late."""
         if self.pending >= self.settings.max_queue:
-            raise ApiError(503, "busy", "server busy: too many predictions queued, retry later")
+            raise self.busy()
         self.pending += 1
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
         try:
-            return await asyncio.wait_for(future, self.settings.timeout_s)
+            return await asyncio.wait_for(
+                self._predict(data, name, cam=cam, preview=preview), self.settings.timeout_s
+            )
         except asyncio.TimeoutError as exc:
             raise ApiError(
                 504, "timeout", f"prediction took longer than {self.settings.timeout_s:g} s"
             ) from exc
         finally:
             self.pending -= 1
+
+    async def _predict(self, data: bytes, name: str, *, cam: bool, preview: bool) -> Any:
+        loop = asyncio.get_running_loop()
+        upload = await loop.run_in_executor(self.intake, self.predictor.intake, data, name)
+        try:
+            future = self.batcher.submit(upload)
+        except QueueFull:
+            raise self.busy() from None
+        row, screening = await asyncio.wrap_future(future)
+        answer = self.predictor.answer
+        if not (cam or preview):  # a dict to fill: no need to leave the event loop
+            return answer(upload, row, screening)
+        return await loop.run_in_executor(
+            self.pool, lambda: answer(upload, row, screening, cam=cam, preview=preview)
+        )
+
+    def close(self) -> None:
+        """Stop the batcher and the thread pools (queued work is dropped)."""
+        self.batcher.close()
+        self.intake.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(
@@ -96,13 +141,13 @@ def create_app(
         threads=threads,
         decode_pool=decode_pool,
     )
-    gate = Gate(settings)
+    gate = Gate(settings, predictor)
     started = time.time()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
         yield
-        gate.pool.shutdown(wait=False, cancel_futures=True)
+        gate.close()
         if decode_pool is not None:
             decode_pool.close()
             log.info("decode pool closed")
@@ -116,7 +161,7 @@ def create_app(
         description="Chest X-ray classification: upload a PNG, JPEG or DICOM film.",
         lifespan=lifespan,
     )
-    app.state.predictor, app.state.settings = predictor, settings
+    app.state.predictor, app.state.settings, app.state.gate = predictor, settings, gate
 
     async def require_token(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -133,8 +178,10 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -169,7 +216,7 @@ def create_app(
         if len(data) > settings.max_upload_bytes:
             raise too_large(settings.max_upload_bytes)
         name = Path(file.filename or "upload").name[:200] or "upload"
-        return await gate.run(predictor.predict, data, name, cam=cam, preview=preview)
+        return await gate.predict(data, name, cam=cam, preview=preview)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

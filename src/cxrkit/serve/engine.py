@@ -1,8 +1,17 @@
-"""`FilmPredictor`: a model loaded once; upload bytes in, the API's prediction dict out."""
+"""`FilmPredictor`: a model loaded once; upload bytes in, the API's prediction dict out.
+
+One prediction is three steps, so the server can batch the middle one across requests
+(`cxrkit.serve.batcher`): `intake` (decode in the worker pool, the classifier's
+preparation and the screening input: per request, in parallel), `assess_batch` (the
+classifier and the screening network on a batch of uploads: one forward each) and
+`answer` (the API's dict; CAM and preview when asked). `predict` runs the three for one.
+"""
 
 from __future__ import annotations
 
 import copy
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +29,14 @@ from cxrkit.errors import (
     ImageReadError,
     UnsupportedFormatError,
 )
+from cxrkit.infer.screen import Screening, screen_films, screen_input, training_views
 from cxrkit.io import read_image_bytes
 from cxrkit.io.pool import DecodePool
 from cxrkit.serve.extras import Extras
 from cxrkit.serve.images import film_preview, heatmap_rgba, png_base64, resize_float
 from cxrkit.serve.limits import ApiError
+
+log = logging.getLogger("cxrkit.serve")
 
 # Reader errors -> (HTTP status, machine-readable code); the message is the reader's reason.
 _READ_ERRORS: tuple[tuple[type[ImageReadError], int, str], ...] = (
@@ -38,6 +50,20 @@ _READ_ERRORS: tuple[tuple[type[ImageReadError], int, str], ...] = (
     (CorruptImageError, 422, "corrupt_image"),
     (ImageReadError, 422, "unreadable_image"),
 )
+
+
+@dataclass
+class Upload:
+    """One decoded upload: the film, its metadata, the classifier input and the screening
+    input (the film squashed for the screening net and the guard's rule verdict) or the
+    reason there is none."""
+
+    name: str
+    image: np.ndarray
+    meta: Any
+    film: np.ndarray
+    screen: tuple[np.ndarray, str] | None
+    screen_error: str | None = None
 
 
 class FilmPredictor:
@@ -88,12 +114,65 @@ class FilmPredictor:
         except MemoryError as exc:
             raise ApiError(413, "too_many_pixels", f"{name}: image too large to decode") from exc
 
+    def intake(self, data: bytes, name: str = "upload") -> Upload:
+        """Decode an upload (ApiError on a bad one) and prepare its model inputs."""
+        image, meta = self.decode(data, name)
+        film = self.classifier.prepare(image)
+        try:
+            screened, error = screen_input(image), None
+            if screened is None:
+                from cxrkit.infer.screen import screen_model
+
+                error = screen_model()[1]
+        except Exception as exc:  # an optional check must not fail the prediction
+            log.warning("screening failed: %s", exc)
+            screened, error = None, f"screening failed ({type(exc).__name__}: {exc})"
+        return Upload(name, image, meta, film, screened, error)
+
+    def assess_batch(self, uploads: list[Upload]) -> list[tuple[dict[str, Any], Screening]]:
+        """(output row, screening) of each upload, from one classifier forward and one
+        screening forward over the batch; the same as `Classifier.assess` film by film."""
+        screens = self._screen_batch(uploads)
+        films = np.stack([u.film for u in uploads])
+        rows = self.classifier.rows([u.name for u in uploads], films, screens)
+        return list(zip(rows, screens, strict=True))
+
+    def _screen_batch(self, uploads: list[Upload]) -> list[Screening]:
+        screens = [Screening(error=u.screen_error) for u in uploads]
+        ready = [k for k, u in enumerate(uploads) if u.screen is not None]
+        if not ready:
+            return screens
+        try:
+            small = np.stack([uploads[k].screen[0] for k in ready])  # type: ignore[index]
+            rules = [uploads[k].screen[1] for k in ready]  # type: ignore[index]
+            done = screen_films(small, rules, training_views(self.card))
+        except Exception as exc:  # an optional check must not fail the prediction
+            log.warning("screening failed: %s", exc)
+            reason = f"screening failed ({type(exc).__name__}: {exc})"
+            return [Screening(error=u.screen_error or reason) for u in uploads]
+        for k, s in zip(ready, done, strict=True):
+            screens[k] = s
+        return screens
+
     def predict(
         self, data: bytes, name: str = "upload", *, cam: bool = False, preview: bool = False
     ) -> dict[str, Any]:
         """The API's answer for one uploaded film (see `POST /v1/predict`)."""
-        image, meta = self.decode(data, name)
-        row, screening = self.classifier.assess(image, name)
+        upload = self.intake(data, name)
+        row, screening = self.assess_batch([upload])[0]
+        return self.answer(upload, row, screening, cam=cam, preview=preview)
+
+    def answer(
+        self,
+        upload: Upload,
+        row: dict[str, Any],
+        screening: Screening,
+        *,
+        cam: bool = False,
+        preview: bool = False,
+    ) -> dict[str, Any]:
+        """The API's dict for an assessed upload; CAM and preview computed here when asked."""
+        image, meta, name = upload.image, upload.meta, upload.name
         if "error" in row:  # never a label without finite probabilities
             raise ApiError(422, "no_prediction", f"{name}: {row['error']}")
         out: dict[str, Any] = {

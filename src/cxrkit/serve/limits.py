@@ -21,8 +21,10 @@ class ApiError(HTTPException):
     An HTTPException, so FastAPI passes it through its body parsing untouched.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status_code=status, detail=message)
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.status, self.code, self.message = status, code, message
 
     def body(self) -> dict[str, str]:

@@ -23,8 +23,10 @@ class ServeSettings:
     `multipart_slack` bytes of form headers); `max_pixels`: decompression-bomb guard
     passed to `read_image_bytes` (real chest films are at most ~20 Mpx);
     `timeout_s`: a prediction (queueing included) that takes longer gets 504;
-    `max_concurrent`: predictions computed at once (1 keeps all cores on one film);
-    `max_queue`: predictions waiting or running before new ones get 503;
+    `max_concurrent`: CAM / preview computations at once (1 keeps all cores on one film);
+    `max_queue`: predictions waiting or running before new ones get 503 + Retry-After;
+    `max_batch`: films the model takes in one forward (micro-batching; 1: one at a time);
+    `batch_wait_ms`: how long the first film of a batch waits for others to join it;
     `token`: bearer token required on /v1/* when set (default: $CXR_API_TOKEN);
     `decode_workers`: processes decoding uploads (`cxrkit.io.pool.DecodePool`; 0 decodes
     in the server process, for debugging only); `decode_memory_mb`: each worker's memory
@@ -41,6 +43,8 @@ class ServeSettings:
     timeout_s: float = 60.0
     max_concurrent: int = 1
     max_queue: int = 64
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
     preview_size: int = 512
     token: str | None = field(default_factory=_token_from_env)
     decode_workers: int = 2
