@@ -30,7 +30,10 @@ def check_cmd(
     out: Annotated[Path | None, typer.Option(help="preds.csv (default: CSV to stdout)")] = None,
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option()] = 256,
-    num_workers: Annotated[int, typer.Option()] = 2,
+    num_workers: Annotated[int, typer.Option(help="decoding processes")] = 2,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="decode cache: each film decoded once, read back after")
+    ] = None,
 ) -> None:
     """One row per film: path,polarity,probability,view,p_lateral (positive or negative;
     frontal or lateral)."""
@@ -44,7 +47,10 @@ def check_cmd(
     try:
         writer = csv.writer(handle)
         writer.writerow(["path", "polarity", "probability", "view", "p_lateral"])
-        for row in check_paths(files, net, batch_size=batch_size, num_workers=num_workers):
+        rows = check_paths(
+            files, net, batch_size=batch_size, num_workers=num_workers, cache_dir=cache_dir
+        )
+        for row in rows:
             if "error" in row:
                 n_bad += 1
                 console.print(

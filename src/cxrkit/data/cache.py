@@ -57,6 +57,8 @@ class DecodeCache:
     (`cache_dir/stat/`, path + mtime_ns + size -> sha256) spares re-hashing unchanged
     files. Writes are atomic, so several DataLoader workers may share one cache. `hits`
     and `misses` count this instance's loads (per worker process when used in workers).
+    `draft=True` lets JPEGs decode at a reduced scale (`read_image(draft=size)`, for small
+    sizes such as the screening net's); its entries live apart (`-draft` in the folder).
     """
 
     def __init__(
@@ -65,6 +67,8 @@ class DecodeCache:
         size: int,
         resize_mode: str = "squash",
         crop: str | FilmCrop | None = None,
+        *,
+        draft: bool = False,
     ) -> None:
         check_resize(size, resize_mode)
         self.cache_dir = Path(cache_dir)
@@ -72,6 +76,8 @@ class DecodeCache:
         self.resize_mode = resize_mode
         self.crop = as_crop(crop)  # the crop callable carries its cache key
         crop_part = f"-crop-{self.crop.key}" if self.crop.name else ""
+        crop_part += "-draft" if draft else ""
+        self.draft = draft
         self.entry_dir = (
             self.cache_dir / f"{self.size}-{resize_mode}{crop_part}-v{reader_version()}"
         )
@@ -128,7 +134,7 @@ class DecodeCache:
             return stored.astype(np.float32) / np.float32(_SCALE)
         from cxrkit.io import read_image, resize_film
 
-        image, _meta = read_image(path)
+        image, _meta = read_image(path, draft=self.size if self.draft else None)
         image = self.crop(image)
         film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
         quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)

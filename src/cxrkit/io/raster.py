@@ -25,14 +25,16 @@ _EXIF_ORIENTATION = 0x0112
 
 
 def read_raster(
-    data: bytes, name: str, fmt: RasterFormat, max_pixels: int
+    data: bytes, name: str, fmt: RasterFormat, max_pixels: int, *, draft: int | None = None
 ) -> tuple[np.ndarray, ImageMeta]:
     """Decode PNG or JPEG bytes to a float32 (h, w) image in [0, 1] and its ImageMeta.
 
     Colour and palette images become grey by Rec. 601 luma; alpha is dropped. 8-bit samples
     are divided by 255 and 16-bit ones by 65535, as the PNG standard scales samples to the
     full range whatever their significant bits (a non-conforming writer that stores 12-bit
-    values in 16 bits gives a dark image). JPEG EXIF orientation is applied.
+    values in 16 bits gives a dark image). JPEG EXIF orientation is applied. `draft=N`: a
+    JPEG is decoded at the smallest of 1/1, 1/2, 1/4, 1/8 scale whose sides are still
+    >= N px (the DCT's own reduction, much faster); `meta.original_size` stays the file's.
     """
     declared = raster_header_size(data, fmt)
     if declared is not None:
@@ -42,7 +44,11 @@ def read_raster(
     with _no_bomb_warning() if quiet else nullcontext():
         im = _open(data, name, fmt)
         check_pixel_count(name, im.height, im.width, max_pixels)
+        full_hw = (int(im.height), int(im.width))
+        if draft and fmt == "jpeg":
+            im.draft(im.mode, (int(draft), int(draft)))
         _decode(im, name, fmt)
+    decoded_hw = (int(im.height), int(im.width))  # before EXIF turns it
     photometric = im.mode
     if fmt == "jpeg":
         im = _apply_exif_orientation(im)
@@ -55,10 +61,18 @@ def read_raster(
         path=name,
         format=fmt,
         bit_depth=int(bit_depth),
-        original_size=(int(image.shape[0]), int(image.shape[1])),
+        original_size=_oriented(full_hw, decoded_hw, image.shape),
         photometric=photometric,
     )
     return image, meta
+
+
+def _oriented(
+    full_hw: tuple[int, int], decoded_hw: tuple[int, int], shape: tuple[int, ...]
+) -> tuple[int, int]:
+    """The file's own (h, w), turned as EXIF turned the decoded image."""
+    turned = (int(shape[0]), int(shape[1])) != decoded_hw
+    return (full_hw[1], full_hw[0]) if turned else full_hw
 
 
 def _open(data: bytes, name: str, fmt: RasterFormat) -> Image.Image:

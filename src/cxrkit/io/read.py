@@ -21,7 +21,10 @@ from cxrkit.io.sniff import SNIFF_BYTES, describe_content, sniff_format
 
 
 def read_image(
-    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: int | None = None,
 ) -> tuple[np.ndarray, ImageMeta]:
     """Read a chest film as float32 (h, w) in [0, 1], MONOCHROME2 (bright bone), plus its meta.
 
@@ -30,6 +33,11 @@ def read_image(
     (`cxrkit.io.contract`). Every failure raises an ImageReadError subclass naming the
     file and the reason; whatever a decoder raises (a Rust panic included) becomes a
     CorruptImageError, except Ctrl-C / exit and MemoryError, which propagate.
+
+    `draft=N` lets a JPEG decode at a reduced scale (1/2, 1/4 or 1/8, Pillow's `draft`)
+    whose sides stay >= N: for callers that shrink the film to N px anyway. The film is
+    then smaller than the file (`meta.original_size` is still the file's size); other
+    formats ignore it.
     """
     name = os.fspath(path)
     try:
@@ -42,11 +50,15 @@ def read_image(
         raise ImageReadError(name, "permission denied") from exc
     except OSError as exc:
         raise ImageReadError(name, f"cannot read file ({describe_exception(exc)})") from exc
-    return read_image_bytes(data, name, max_pixels=max_pixels)
+    return read_image_bytes(data, name, max_pixels=max_pixels, draft=draft)
 
 
 def read_image_bytes(
-    data: bytes, name: str = "<upload>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str = "<upload>",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: int | None = None,
 ) -> tuple[np.ndarray, ImageMeta]:
     """Same as `read_image` on in-memory bytes (e.g. an upload); `name` appears in errors."""
     if not data:
@@ -60,7 +72,7 @@ def read_image_bytes(
             f"{describe_content(data[:512])})",
         )
     try:
-        image, meta = _decode(data, name, fmt, max_pixels)
+        image, meta = _decode(data, name, fmt, max_pixels, draft)
     except (ImageReadError, MemoryError):
         raise
     except BaseException as exc:  # last net: decoders raise anything, pyo3 panics included
@@ -71,11 +83,13 @@ def read_image_bytes(
     return check_film(image, name, max_pixels), meta
 
 
-def _decode(data: bytes, name: str, fmt: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+def _decode(
+    data: bytes, name: str, fmt: str, max_pixels: int, draft: int | None = None
+) -> tuple[np.ndarray, ImageMeta]:
     """Run the format's decoder (no contract check yet)."""
     if fmt == "dicom":
         # Imported here: pydicom takes a noticeable part of a second to import.
         from cxrkit.io.dicom import read_dicom
 
         return read_dicom(data, name, max_pixels)
-    return read_raster(data, name, fmt, max_pixels)  # type: ignore[arg-type]
+    return read_raster(data, name, fmt, max_pixels, draft=draft)  # type: ignore[arg-type]

@@ -10,32 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from cxrkit.errors import ImageReadError
-from cxrkit.io import read_image, resize_film
+from cxrkit.io import read_image
 from cxrkit.polarity.model import PolarityModel, load_polarity_model, polarity_of, view_of
-
-
-class _SmallFilms(Dataset):
-    """Films read and squashed to the polarity model's input size (errors kept, not raised)."""
-
-    def __init__(self, paths: Sequence[Path], size: int) -> None:
-        self.paths, self.size = list(paths), size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        try:
-            image, _ = read_image(self.paths[i])
-        except ImageReadError as exc:
-            return {"index": i, "error": exc.reason}
-        return {"index": i, "film": resize_film(image, self.size, "squash")}
-
-
-def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return items
 
 
 def polarity_row(p: np.ndarray, model: PolarityModel) -> dict[str, Any]:
@@ -58,27 +36,33 @@ def check_paths(
     model: PolarityModel | None = None,
     batch_size: int = 256,
     num_workers: int = 2,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one row per path, in order: `path` plus `polarity_row` fields, or `error`."""
+    """Yield one row per path, in order: `path` plus `polarity_row` fields, or `error`.
+
+    Films are decoded in `num_workers` processes at reduced size where the format allows
+    (`cxrkit.polarity.decode`); with `cache_dir`, through the decode cache.
+    """
+    from cxrkit.polarity.decode import small_film_batches
+
     model = model or load_polarity_model()
     paths = [Path(p) for p in paths]
-    loader = DataLoader(
-        _SmallFilms(paths, model.input_size),
+    batches = small_film_batches(
+        paths,
+        model.input_size,
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=_collate,
+        cache_dir=cache_dir,
     )
-    for items in loader:
-        good = [it for it in items if "film" in it]
-        probs = model.probs(np.stack([it["film"] for it in good])) if good else []
-        by_index = {it["index"]: p for it, p in zip(good, probs, strict=True)}
-        for it in items:
-            row: dict[str, Any] = {"path": str(paths[it["index"]])}
-            if "error" in it:
-                row["error"] = it["error"]
-            else:
-                row.update(polarity_row(by_index[it["index"]], model))
-            yield row
+    for batch in batches:
+        rows: dict[int, dict[str, Any]] = {
+            i: {"path": str(paths[i]), "error": err} for i, err in batch["errors"]
+        }
+        if batch["films"] is not None:
+            for i, p in zip(batch["index"], model.probs(batch["films"]), strict=True):
+                rows[i] = {"path": str(paths[i]), **polarity_row(p, model)}
+        for i in batch["order"]:
+            yield rows[i]
 
 
 def invert_film(image: np.ndarray) -> np.ndarray:
