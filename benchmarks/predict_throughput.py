@@ -1,12 +1,17 @@
-"""Films/s of `cxr predict` end to end (torch eager, ONNX runtime) beside torchxrayvision.
+"""Films/s of `cxr predict` end to end (torch, onnx, openvino, onnx-int8) beside torchxrayvision.
 
-The same DenseNet-121 (random init, 224 px) on the same kermany films, each configuration
-run once as its own process, start-up and model loading included. torchxrayvision's
-pipeline is the one from its README (`skimage.io.imread`, `xrv.datasets.normalize`,
-`XRayCenterCrop`, `XRayResizer(224)`, `xrv.models.DenseNet(weights=None)`), batched the
-same way. Then the RSS of `cxr predict` over a long folder (symlinks repeating the films).
+The same DenseNet-121 (random init, 224 px; or a trained run's with `--model RUN`) on the
+same kermany films, each configuration run once as its own process, start-up and model
+loading included. A runtime counts towards "best cxr" only when it passes the accuracy
+parity of benchmarks/runtime_parity.py for that run (`--parity`; int8 needs a run with
+`model.int8.onnx`, so a trained model); the parity rows are copied beside the speeds.
+torchxrayvision's pipeline is the one from its README (`skimage.io.imread`,
+`xrv.datasets.normalize`, `XRayCenterCrop`, `XRayResizer(224)`,
+`xrv.models.DenseNet(weights=None)`), batched the same way. Then the RSS of `cxr predict`
+over a long folder (symlinks repeating the films).
 
-    .venv/bin/python benchmarks/predict_throughput.py [--n 1000] [--rss-n 10000]
+    .venv/bin/python benchmarks/predict_throughput.py [--n 1000] [--rss-n 10000] \
+        [--model runs/int8_densenet] [--runtimes torch onnx openvino onnx-int8]
 
 torchxrayvision (and its scikit-image) is a benchmark-only dependency. Writes
 benchmarks/results/predict_throughput.json.
@@ -30,6 +35,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "kermany_pneumonia"
+PARITY = REPO / "benchmarks" / "results" / "runtime_parity.json"
+#: pipeline name of each runtime in the table
+RUNTIMES = {
+    "torch": "cxr torch eager",
+    "onnx": "cxr onnxruntime",
+    "openvino": "cxr openvino",
+    "onnx-int8": "cxr onnx-int8",
+}
 
 
 def main() -> None:
@@ -39,6 +52,9 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--rss-n", type=int, default=10000, help="films in the RSS run (0: skip)")
     ap.add_argument("--skip-xrv", action="store_true")
+    ap.add_argument("--model", type=Path, default=None, help="a trained DenseNet-121 run folder")
+    ap.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    ap.add_argument("--parity", type=Path, default=PARITY, help="runtime_parity.py's output")
     ap.add_argument("--only", choices=["all", "throughput", "rss"], default="all")
     ap.add_argument(
         "--out", default=str(REPO / "benchmarks" / "results" / "predict_throughput.json")
@@ -54,19 +70,26 @@ def main() -> None:
     data = Path(args.data)
     films = film_paths(data, args.n)
     results: dict = {"machine": machine(), "n": len(films), "runs": [], "rss": None}
+    parity = parity_of(args.parity, args.model)
+    results["model"] = args.model.name if args.model else "random-init densenet121"
+    results["parity"] = parity
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        model, onnx = make_models(tmp)
+        model, onnx = make_models(tmp) if args.model is None else run_models(args.model, tmp)
+        files = {"torch": model, "onnx": onnx, "openvino": onnx}
+        if args.model is not None and (args.model / "model.int8.onnx").is_file():
+            files["onnx-int8"] = args.model / "model.int8.onnx"
         folder = link_films(films, tmp / "films", len(films))
         listing = tmp / "films.txt"
         listing.write_text("\n".join(str(p) for p in sorted(folder.iterdir())))
         for bs in args.batch_sizes if args.only != "rss" else []:
-            for name, model_arg, runtime in (
-                ("cxr torch eager", model, "torch"),
-                ("cxr onnxruntime", onnx, "onnx"),
-            ):
-                cmd = cxr_predict(model_arg, folder, runtime, bs, tmp / "preds.csv")
-                results["runs"].append(timed(name, bs, cmd, len(films)))
+            for runtime in args.runtimes:
+                if runtime not in files:
+                    print(f"{runtime}: skipped (needs --model RUN with model.int8.onnx)")
+                    continue
+                cmd = cxr_predict(files[runtime], folder, runtime, bs, tmp / "preds.csv")
+                results["runs"].append(timed(RUNTIMES[runtime], bs, cmd, len(films)))
+                results["runs"][-1]["counted"] = counted(runtime, parity, args.model)
                 show(results["runs"][-1])
             if not args.skip_xrv:
                 cmd = [
@@ -95,6 +118,38 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     print_table(results)
     print(f"wrote {out}")
+
+
+def parity_of(path: Path, run: Path | None) -> dict:
+    """The parity rows and verdicts of `run` in runtime_parity.py's output ({} if none)."""
+    if run is None or not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    return {
+        "rows": [r for r in report.get("rows", []) if r["model"] == run.name],
+        "verdicts": report.get("verdicts", {}).get(run.name, {}),
+    }
+
+
+def counted(runtime: str, parity: dict, run: Path | None) -> bool:
+    """Whether a runtime may count as "best cxr": torch always; an fp32 graph runtime on a
+    random model (nothing to lose); otherwise only with a passing parity verdict."""
+    if runtime == "torch":
+        return True
+    verdict = parity.get("verdicts", {}).get(runtime)
+    if verdict is not None:
+        return bool(verdict["passes"])
+    return run is None and runtime != "onnx-int8"
+
+
+def run_models(run: Path, tmp: Path) -> tuple[Path, Path]:
+    """A trained run's model file and its fp32 ONNX export."""
+    from cxrkit.models.model_file import find_model_file
+
+    model = find_model_file(run)
+    onnx = tmp / "model.onnx"
+    subprocess.run([str(BIN / "cxr"), "export", str(model), "--out", str(onnx)], check=True)
+    return model, onnx
 
 
 def film_paths(data: Path, n: int) -> list[Path]:
@@ -211,7 +266,10 @@ def ratios(runs: list[dict]) -> dict:
             (v for (p, _), v in by.items() if p.startswith("xrv") or p == "torchxrayvision"),
             default=None,
         )
-        cxr_best = max((v for (p, _), v in by.items() if p.startswith("cxr")), default=None)
+        cxr_best = max(
+            (r[key] for r in runs if r["pipeline"].startswith("cxr") and r.get("counted", True)),
+            default=None,
+        )
         if xrv_best and cxr_best:
             part["cxr_best_vs_xrv_best"] = round(cxr_best / xrv_best, 2)
         out["wall" if key == "films_per_s" else "cpu"] = part
@@ -344,8 +402,18 @@ def machine() -> dict:
         "load_avg_at_start": os.getloadavg(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": _version("openvino"),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def show(run: dict) -> None:
@@ -363,6 +431,10 @@ def print_table(results: dict) -> None:
         print(
             f"{r['pipeline']:<18} {r['batch']:>5} {r['films_per_s']:>9.2f} "
             f"{r['films_per_cpu_s']:>12.3f} {r['seconds']:>8.1f}"
+        )
+    for r in results.get("parity", {}).get("rows", []):
+        print(
+            f"parity {r['runtime']:<14} {r['set']:<14} AUC {r['auc']:.4f} acc {r['accuracy']:.4f}"
         )
     for kind, part in results.get("ratios", {}).items():
         for k, v in part.items():
