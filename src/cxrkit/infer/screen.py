@@ -9,8 +9,10 @@ warning when the classifier's card does not list lateral among its training view
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,28 @@ class Screening:
         }
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block (restored after).
+
+    The screening net is tiny: on a busy CPU each parallel region of several threads waits
+    for all of them to be scheduled, which cost ~80 ms per film at batch 1 on 2 shared
+    cores against 0.3 ms on one thread (issue 16). Not thread-safe with other torch
+    users changing the count; `predict` and the server's model thread call it alone.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 @functools.lru_cache(maxsize=1)
 def screen_model() -> tuple[Any, str | None]:
     """(the shipped screening model, None) or (None, why it cannot be used)."""
@@ -101,7 +125,8 @@ def screen_films(
     from cxrkit.guard import guard_result
     from cxrkit.polarity.predict import polarity_row
 
-    probs = model.probs(films) if len(rules) else []
+    with one_torch_thread():
+        probs = model.probs(films) if len(rules) else []
     out = []
     for p, rule in zip(probs, rules, strict=True):
         guard, row = guard_result(p, rule, model), polarity_row(p, model)
