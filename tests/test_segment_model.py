@@ -12,9 +12,10 @@ from PIL import Image
 from cxrkit.segment import crop_to_lungs, load_lung_model, segment_lungs
 from cxrkit.segment.model import default_model_path
 
-# Mean Dice of the shipped model on the first 5 films of its own test split was measured
-# at 0.968 (per film 0.952-0.981); the floor leaves a margin for platform float differences.
-DICE_FLOOR = 0.94
+# Mean Dice of the shipped model (v2) on the first 4 frontal test films of each annotator's
+# set was measured at 0.972 (covid_lungmasks, per film 0.960-0.981) and 0.967
+# (lungmasks_v7, 0.963-0.973); the floor leaves a margin for platform float differences.
+DICE_FLOOR = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +54,22 @@ def test_mask_at_original_size_for_a_real_film(samples_dir: Path, lung_model) ->
 
 
 def test_dice_on_shared_test_films(lungmask_dir: Path, lung_model) -> None:
-    from cxrkit.data.splits import read_split_csv
-    from cxrkit.segment.data import load_mask_table, read_pair
     from cxrkit.segment.metrics import dice
+    from cxrkit.segment.sets import load_mask_sets, read_set_split
 
-    table = load_mask_table(lungmask_dir)
-    test_idx = read_split_csv(default_model_path().parent / "split.csv", table)["test"][:5]
-    scores = []
-    for i in test_idx:
-        film, truth = read_pair(table, int(i))
-        scores.append(dice(segment_lungs(film, lung_model), truth))
-    assert np.mean(scores) >= DICE_FLOOR, scores
+    v7 = lungmask_dir.parent / "lungmasks_v7"
+    if not v7.is_dir():
+        pytest.skip(f"{v7} not found")
+    films = load_mask_sets([lungmask_dir, v7])
+    test = read_set_split(default_model_path().parent / "split.csv", films)["test"]
+    for set_name in ("covid_lungmasks", "lungmasks_v7"):
+        picked = [films[int(i)] for i in test if films[int(i)].set_name == set_name]
+        picked = [f for f in picked if f.view_group == "frontal"][:4]
+        scores = []
+        for f in picked:
+            film, truth = f.read()
+            scores.append(dice(segment_lungs(film, lung_model), truth))
+        assert len(scores) == 4 and np.mean(scores) >= DICE_FLOOR, (set_name, scores)
 
 
 def test_crop_of_a_real_film_keeps_both_lungs(samples_dir: Path, lung_model) -> None:

@@ -130,6 +130,20 @@ def test_evaluate_reports_sets_views_and_annotators(
         assert word in result.output
 
 
+def test_shipped_card_names_its_views_and_sets() -> None:
+    from cxrkit.segment import load_lung_model
+
+    card = load_lung_model().card
+    assert card["views"] == ["frontal"]  # lateral masks are empty: no lateral claim
+    data = card["training"]["data"]
+    assert [d["name"] for d in data] == ["covid_lungmasks", "lungmasks_v7"]
+    assert all(len(d["labels_sha256"]) == 64 for d in data)
+    assert card["training"]["config"]["train_views"] == ["frontal"]
+    assert "/" not in json.dumps(data)  # named by folder and hash, never a local path
+    test = card["metrics"]["test"]
+    assert set(test["set_view"]) >= {"covid_lungmasks/frontal", "lungmasks_v7/frontal"}
+
+
 def test_lateral_support_is_claimed_only_from_validation() -> None:
     from cxrkit.segment.train import SegTrainConfig, _supported_views
 
