@@ -91,3 +91,18 @@ def test_missing_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         check_runtime("openvino")
     with pytest.raises(ModelFileError, match="runtime must be one of"):
         check_runtime("tensorrt")
+
+
+def test_cli_int8_export_needs_calibration_and_predict_knows_runtimes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cxrkit.cli.app import app
+
+    model = save_random_model(tmp_path / "model.safetensors")
+    out = tmp_path / "m.int8.onnx"
+    result = CliRunner().invoke(
+        app, ["export", str(model), "--format", "onnx-int8", "--out", str(out)]
+    )
+    assert result.exit_code != 0 and "--calibration" in f"{result.exception}{result.output}"
+    result = CliRunner().invoke(app, ["predict", str(model), str(tmp_path), "--runtime", "tpu"])
+    assert result.exit_code != 0 and "onnx-int8" in f"{result.exception}{result.output}"
