@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrkit.data.crop import apply_crop, check_crop
+from cxrkit.data.crop import apply_crop, check_crop, crop_to_lungs, lung_bbox
 from cxrkit.errors import CxrkitError
-from cxrkit.segment.crop import crop_to_lungs, lung_bbox
 
 
 def _image_and_mask() -> tuple[np.ndarray, np.ndarray]:

@@ -98,7 +98,7 @@ def test_dataset_applies_the_lung_crop(kermany_dir: Path, tmp_path: Path, lung_m
 
 def test_predict_films_apply_the_cards_crop(kermany_dir: Path, lung_model) -> None:
     from cxrkit.data import CXRDataset, load_table
-    from cxrkit.data.film_crop import FilmCrop
+    from cxrkit.data.crop import FilmCrop
     from cxrkit.infer.films import FilmFiles, FilmPrep
 
     table = load_table(kermany_dir)

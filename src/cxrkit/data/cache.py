@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrkit.data.film_crop import FilmCrop, as_crop
+from cxrkit.data.crop import FilmCrop, as_crop
 from cxrkit.errors import ImageReadError
 from cxrkit.io.atomic import atomic_write
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from cxrkit.data.cache import DecodeCache, check_resize
-from cxrkit.data.film_crop import FilmCrop, as_crop
+from cxrkit.data.crop import FilmCrop, as_crop
 from cxrkit.data.table import LabelTable
 from cxrkit.errors import ImageReadError
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cxrkit.data.film_crop import Box, FilmCrop
+from cxrkit.data.crop import Box, FilmCrop
 from cxrkit.errors import ImageReadError
 from cxrkit.io import read_image
 from cxrkit.io.film import as_film
