@@ -77,7 +77,7 @@ def test_any_decoder_failure_becomes_corrupt_image_error(monkeypatch, raised) ->
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit, GeneratorExit])
 def test_interrupts_are_never_swallowed(monkeypatch, raised: type[BaseException]) -> None:
-    def explode(*_a: object) -> None:
+    def explode(*_a: object, **_kw: object) -> None:
         raise raised()
 
     monkeypatch.setattr(read_module, "read_raster", explode)

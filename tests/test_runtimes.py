@@ -63,7 +63,7 @@ def test_int8_export_records_calibration_and_accuracy_change(
 
 def test_int8_without_its_file_says_how_to_make_it(tmp_path: Path) -> None:
     model = save_random_model(tmp_path / "model.safetensors")
-    with pytest.raises(ModelFileError, match="--format onnx-int8"):
+    with pytest.raises(ModelFileError, match="quantize_model"):
         Classifier.load(model, "onnx-int8")
 
 

@@ -146,8 +146,9 @@ class Classifier:
         int8 = p if p.suffix.lower() == ".onnx" else folder / INT8_FILE
         if not int8.is_file():
             raise ModelFileError(
-                f"{int8}: no int8 model; make it with `cxr export {p} --format onnx-int8 "
-                f"--calibration TRAINING_DATA --out {int8}`"
+                f"{int8}: no int8 model; make it with "
+                f"`cxrkit.infer.quantize.quantize_model({str(p)!r}, {str(int8)!r}, "
+                "calibration=TRAINING_DATA)`"
             )
         graph = _open_graph(int8, "onnx", threads)
         if "quantization" not in graph.card:
