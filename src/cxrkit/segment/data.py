@@ -25,16 +25,7 @@ def load_mask_table(source: str | Path, mask_column: str = MASK_COLUMN) -> Label
     csv_path = src / LABELS_CSV if src.is_dir() else src
     if not csv_path.is_file():
         raise DatasetError(f"{src}: no {LABELS_CSV} with `path` and `{mask_column}` columns here")
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{csv_path}: cannot read CSV ({exc})") from exc
-    for needed in ("path", mask_column):
-        if needed not in columns:
-            raise DatasetError(f"{csv_path}: missing column {needed!r} (has {', '.join(columns)})")
+    rows = read_csv_rows(csv_path, ("path", mask_column))
     root = csv_path.parent.absolute()
     records, skipped = [], []
     for row in rows:
@@ -51,6 +42,22 @@ def load_mask_table(source: str | Path, mask_column: str = MASK_COLUMN) -> Label
     classes = sorted({r.labels[0] for r in records})
     task = "binary" if len(classes) == 2 else "multiclass"
     return LabelTable(root, records, classes, task, "label", skipped)
+
+
+def read_csv_rows(path: Path, needed: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a CSV file with keys and values stripped; a DatasetError names the file
+    when it cannot be read or lacks one of the `needed` columns."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
+    for column in needed:
+        if column not in columns:
+            raise DatasetError(f"{path}: missing column {column!r} (has {', '.join(columns)})")
+    return rows
 
 
 def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:

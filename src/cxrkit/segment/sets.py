@@ -20,7 +20,7 @@ from cxrkit.data.patient_split import patient_part
 from cxrkit.data.splits import SPLITS
 from cxrkit.errors import DatasetError
 from cxrkit.io.atomic import atomic_write_text
-from cxrkit.segment.data import MASK_COLUMN, load_mask_table, read_mask
+from cxrkit.segment.data import MASK_COLUMN, load_mask_table, read_csv_rows, read_mask
 
 # `view` values that mean a lateral film (the rest, PA / AP / AP Supine / empty, are frontal).
 LATERAL_VIEWS = frozenset({"l", "ll", "rl", "lateral", "lat"})
@@ -144,17 +144,8 @@ def read_set_split(path: str | Path, films: Sequence[MaskFilm]) -> dict[str, np.
     scoring must never silently mix training films into a test figure.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: cannot read split file ({exc})") from exc
-    for needed in ("path", "split"):
-        if needed not in columns:
-            raise DatasetError(f"{path}: missing column {needed!r} (has {', '.join(columns)})")
-    with_set = "set" in columns
+    rows = read_csv_rows(path, ("path", "split"))
+    with_set = bool(rows) and "set" in rows[0]
     if not with_set and len({f.set_name for f in films}) > 1:
         raise DatasetError(f"{path}: has no `set` column, so it can split only one mask set")
     part_of: dict[tuple[str, str], str] = {}
