@@ -105,6 +105,15 @@ def screen_model_id() -> str:
     return hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
 
 
+def lung_model_id() -> str:
+    """sha256 of the shipped lung model file: the `crop: lungs` rows depend on it."""
+    import hashlib
+
+    from cxrkit.segment.model import default_model_path
+
+    return hashlib.sha256(default_model_path().read_bytes()).hexdigest()
+
+
 def compare(
     expected: list[dict], got: list[dict], tol: float = 1e-6, screen: bool = True
 ) -> list[str]:
@@ -138,7 +147,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = predictions(samples.resolve(), Path(tmp))
     FIXTURE.parent.mkdir(exist_ok=True)
-    fixture = {"screen_model_sha256": screen_model_id(), "rows": rows}
+    fixture = {
+        "screen_model_sha256": screen_model_id(),
+        "lung_model_sha256": lung_model_id(),
+        "rows": rows,
+    }
     FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
     print(f"wrote {FIXTURE} ({sum(len(v) for v in rows.values())} rows)")
 

@@ -20,12 +20,19 @@ import predict_parity  # noqa: E402
 def test_cxr_predict_rows_equal_the_fixture(samples_dir: Path, tmp_path: Path) -> None:
     fixture = json.loads(predict_parity.FIXTURE.read_text())
     same_screen = fixture["screen_model_sha256"] == predict_parity.screen_model_id()
+    # the `crop: lungs` rows depend on the shipped lung model's boxes: they are compared
+    # while it is the model the fixture was written with; after a retrain, the torch and
+    # ONNX rows of today's code must still agree with each other
+    same_lungs = fixture["lung_model_sha256"] == predict_parity.lung_model_id()
     got = predict_parity.predictions(samples_dir, tmp_path)
     keys = ["lungs/onnx", "lungs/torch", "scored/onnx", "scored/torch"]
     assert sorted(got) == sorted(fixture["rows"]) == keys
     for key, expected in fixture["rows"].items():
         assert len(expected) >= 9  # every shared sample film, none skipped
-        problems = predict_parity.compare(expected, got[key], screen=same_screen)
+        if key.startswith("lungs/") and not same_lungs:  # today's ONNX vs today's torch
+            problems = predict_parity.compare(got["lungs/torch"], got[key], tol=1e-4)
+        else:
+            problems = predict_parity.compare(expected, got[key], screen=same_screen)
         assert not problems, f"{key}: " + "; ".join(problems[:5])
 
 
