@@ -135,7 +135,9 @@ def adapt_model(
     from cxrkit.site.prior import em_prior, training_prior
 
     if not (bn or prior):
-        raise CxrkitError("nothing to adapt: bn=False and prior=False together leave the model as is")
+        raise CxrkitError(
+            "nothing to adapt: bn=False and prior=False together leave the model as is"
+        )
     source = find_model_file(model_path)
     dst = check_out_path(source, out)
     model, card = load_model_file(source)
