@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Parse arguments, run the load, print and return the report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model file / .onnx (default: DenseNet-121)")
-    ap.add_argument(
-        "--runtime", default="onnx", choices=["torch", "onnx", "openvino", "onnx-int8"]
-    )
+    ap.add_argument("--runtime", default="onnx", choices=["torch", "onnx", "openvino", "onnx-int8"])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--films", type=int, default=50, help="distinct films cycled over")
     ap.add_argument("--clients", type=int, default=8)
