@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from serve_helpers import free_port
+from serve_helpers import free_port, stop_process
 
 USER, PASSWORD = "cxr", "test-password"
 PLUGIN_GLOBS = (
@@ -108,9 +108,4 @@ def run_orthanc(folder: Path, binary: str, plugin: str, timeout: float = 60) -> 
             time.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
