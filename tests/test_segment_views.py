@@ -104,3 +104,20 @@ def test_crop_lungs_keeps_a_lateral_film_whole_with_a_warning(
         cropped = crop.apply_crop(frontal, "lungs")
     assert cropped.shape != frontal.shape and np.isfinite(cropped).all()
     assert not caplog.records
+
+
+def test_segment_lungs_refuses_a_lateral_film_unless_told(
+    shared_data: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    from cxrkit.errors import UnsupportedViewError
+    from cxrkit.segment.infer import segment_lungs
+
+    lateral, _ = read_image(shared_data / "lungmasks_v7" / LATERAL)
+    frontal_only = load_lung_model(_lung_file(tmp_path, ["frontal"]))
+    with pytest.raises(UnsupportedViewError, match="lateral view"):
+        segment_lungs(lateral, frontal_only)
+    forced = segment_lungs(lateral, frontal_only, check_view=False)
+    assert forced.shape == lateral.shape and forced.dtype == bool
+    both = load_lung_model(_lung_file(tmp_path, ["frontal", "lateral"]))
+    np.testing.assert_array_equal(segment_lungs(lateral, both), forced)  # same weights
+    assert segment_lungs(samples_dir / FRONTAL, frontal_only).any()  # frontal films pass

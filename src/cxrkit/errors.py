@@ -72,6 +72,10 @@ class ModelFileError(CxrkitError):
     """A model file is missing, malformed, or incompatible."""
 
 
+class UnsupportedViewError(CxrkitError):
+    """A film of a view (lateral, frontal) the model was not trained on; nothing computed."""
+
+
 class DiskFullError(CxrkitError, OSError):
     """A write ran out of disk space; the file that was there before is left unchanged.
 

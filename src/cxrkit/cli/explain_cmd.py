@@ -111,9 +111,14 @@ def _lung_model() -> Any:
 
 
 def _lung_energy(lung_model: Any, image: Any, heatmap: Any) -> float | None:
+    from cxrkit.errors import UnsupportedViewError
     from cxrkit.segment import heatmap_energy_in_mask, segment_lungs
 
-    value = float(heatmap_energy_in_mask(heatmap, segment_lungs(image, lung_model)))
+    try:
+        mask = segment_lungs(image, lung_model)
+    except UnsupportedViewError:  # a lateral film: no lung mask, so no lung share
+        return None
+    value = float(heatmap_energy_in_mask(heatmap, mask))
     return None if value != value else round(value, 4)  # NaN -> None
 
 

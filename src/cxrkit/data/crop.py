@@ -120,7 +120,7 @@ def crop_with_box(image: np.ndarray, crop: str | None) -> tuple[np.ndarray, Box]
     if reason:
         log.warning("crop lungs: kept the full film: %s", reason)
         return image, whole
-    mask = segment_lungs(image, model)
+    mask = segment_lungs(image, model, check_view=False)  # checked just above
     if mask.mean() < MIN_LUNG_FRACTION:
         log.warning(
             "crop lungs: kept the full film: the lung mask covers %.1f%% of it (under %g%%)",

@@ -134,14 +134,27 @@ def probs_to_mask(model: LungModel, probs: np.ndarray) -> np.ndarray:
 
 
 def segment_lungs(
-    image_or_path: Any, model: LungModel | str | os.PathLike[str] | None = None
+    image_or_path: Any,
+    model: LungModel | str | os.PathLike[str] | None = None,
+    *,
+    check_view: bool = True,
 ) -> np.ndarray:
     """Boolean (H, W) lung mask of a film (path or array) at its original size.
 
     `model` is a loaded `LungModel`, a model file path, or None for the shipped model.
+    With `check_view`, a film the screening net calls lateral (or frontal) when the lung
+    model's card does not list that view raises `UnsupportedViewError` instead of
+    returning a mask the model was never trained to draw; `check_view=False` skips it.
     """
+    from cxrkit.errors import UnsupportedViewError
+    from cxrkit.segment.views import skip_reason
+
     lung = model if isinstance(model, LungModel) else load_lung_model(model)
     film = as_film(image_or_path)
+    if check_view:
+        reason = skip_reason(film, lung)[0]
+        if reason:
+            raise UnsupportedViewError(f"{reason} (check_view=False segments it anyway)")
     return probs_to_mask(lung, predict_probs(lung, [film])[0])
 
 
