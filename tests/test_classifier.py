@@ -157,3 +157,34 @@ def test_screen_gives_polarity_and_ood_in_one_call(samples_dir: Path, tmp_path: 
     assert result.out_of_distribution is None  # this model file has no feature reference
     inverted = clf.screen(1.0 - image)
     assert inverted.polarity == "negative" and any("inverted" in w for w in inverted.warnings)
+
+
+def test_jpeg_draft_decodes_large_jpegs_small_and_leaves_other_films_alone(
+    samples_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from cxrkit.infer.films import FilmFiles
+
+    clf = Classifier.load(save_random_model(tmp_path / "m.safetensors"), device="cpu")
+    big = Image.open(samples_dir / FILM).convert("L").resize((1600, 1600))
+    jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    big.save(jpeg, quality=90)
+    big.save(png)
+    shapes: list[tuple[int, ...]] = []
+
+    def prepare(image: np.ndarray) -> np.ndarray:
+        shapes.append(image.shape)
+        return clf.prepare(image)
+
+    side = clf.preparation.draft_side
+    for path in (jpeg, png):
+        FilmFiles([path], prepare, draft=side)[0]
+    # the JPEG at the smallest DCT scale (1/2 .. 1/8) that keeps the input size; PNG whole
+    scale = max(s for s in (1, 2, 4, 8) if 1600 // s >= side)
+    assert scale > 1 and shapes == [(1600 // scale, 1600 // scale), (1600, 1600)]
+    full = clf.predict([jpeg], screen=False, num_workers=0)[0]["probabilities"]
+    fast = list(clf.predict_iter([jpeg], screen=False, num_workers=0, jpeg_draft=True))[0]
+    for name, p in full.items():
+        assert fast["probabilities"][name] == pytest.approx(p, abs=0.05)
+    assert fast["probabilities"] != full  # it did decode differently

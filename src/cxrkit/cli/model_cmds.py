@@ -227,6 +227,13 @@ def predict_cmd(
     ] = None,
     dicom_out: Annotated[Path | None, typer.Option(help=dicom_flags.DICOM_OUT_HELP)] = None,
     uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
+    jpeg_draft: Annotated[
+        bool,
+        typer.Option(
+            help="decode JPEGs at a reduced scale near the input size: faster on large "
+            "JPEGs, probabilities move slightly (docs/SERVE.md)"
+        ),
+    ] = False,
 ) -> None:
     """Predict class probabilities for films; unreadable files are listed with their error."""
     from cxrkit.cli.threads import passive_openmp_waits
@@ -245,7 +252,9 @@ def predict_cmd(
     files = expand_paths(paths)
     if not files:
         raise CxrkitError(f"no films found in {' '.join(paths)}")
-    rows = clf.predict_iter(files, batch_size=batch_size, num_workers=num_workers)
+    rows = clf.predict_iter(
+        files, batch_size=batch_size, num_workers=num_workers, jpeg_draft=jpeg_draft
+    )
     if report is not None:
         rows = collect_drift(rows, card, report)
     if dicom_out is not None:  # SR + heat-map overlay per DICOM film

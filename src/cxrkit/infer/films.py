@@ -42,6 +42,12 @@ class FilmPrep:
         """The network input for a film."""
         return resize_film(self.crop(as_film(image)), self.size, self.resize_mode)
 
+    @property
+    def draft_side(self) -> int:
+        """The smallest side a JPEG may be decoded at (Pillow `draft`) without losing
+        pixels this preparation needs: the input size, twice it when a crop comes first."""
+        return self.size if self.crop.name is None else 2 * self.size
+
     def with_box(self, image: np.ndarray) -> tuple[np.ndarray, Box]:
         """(network input, the crop's box in the film's pixels)."""
         cropped, box = self.crop.box(as_film(image))
@@ -59,6 +65,7 @@ class FilmFiles(Dataset):
 
     Items are paths or image arrays. With `screen`, items also carry the screening
     model's input and the guard's rule verdict (`cxrkit.infer.screen.screen_input`).
+    `draft=N` decodes JPEG files at the smallest DCT scale that keeps N pixels a side.
     """
 
     def __init__(
@@ -67,8 +74,10 @@ class FilmFiles(Dataset):
         prepare: Callable[[np.ndarray], np.ndarray],
         *,
         screen: bool = False,
+        draft: int | None = None,
     ) -> None:
         self.films, self.prepare, self.screen = list(films), prepare, screen
+        self.draft = draft
 
     def __len__(self) -> int:
         return len(self.films)
@@ -81,7 +90,7 @@ class FilmFiles(Dataset):
             if isinstance(item, np.ndarray):
                 image = as_film(item, film_name(self.films, i))
             else:
-                image, _ = read_image(item)
+                image, _ = read_image(item, draft=self.draft)
             film = self.prepare(image)
         except ImageReadError as exc:
             return {"index": i, "error": exc.reason}
