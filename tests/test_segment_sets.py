@@ -157,6 +157,17 @@ def test_lateral_support_is_claimed_only_from_validation() -> None:
     assert _supported_views(SegTrainConfig(train_views=("frontal",)), val(0.9)) == ["frontal"]
 
 
+def test_balanced_sets_weigh_each_annotator_the_same() -> None:
+    from cxrkit.segment.train import _set_balanced_weights, val_score
+
+    sets = ["a", "a", "a", "b"]
+    weights = _set_balanced_weights(sets)
+    assert weights[:3].sum().item() == pytest.approx(1.0) and weights[3].item() == 1.0
+    scores = [0.9, 0.9, 0.9, 0.5]
+    assert val_score(scores, sets, balance_sets=False) == pytest.approx(0.8)
+    assert val_score(scores, sets, balance_sets=True) == pytest.approx(0.7)  # (0.9 + 0.5) / 2
+
+
 def _synthetic_annotator(root: Path, n: int, offset: int, empty: int | None = None) -> Path:
     """Films with two dark 'lungs' on a bright body; this annotator's masks grown by `offset`
     px; film `empty` gets an empty mask (a missing annotation)."""
@@ -191,7 +202,7 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     b = _synthetic_annotator(tmp_path / "annot_b", 10, 1, empty=3)
     run = tmp_path / "run"
     args = ["segment", "train", "--data", a, "--data", b, "--out", run, "--epochs", "1"]
-    args += ["--size", "64", "--val", "0.2", "--test", "0.2", "--threads", "1"]
+    args += ["--size", "64", "--val", "0.2", "--test", "0.2", "--threads", "1", "--balance-sets"]
     result = runner.invoke(app, [str(x) for x in args])
     assert result.exit_code == 0, result.output + repr(result.exception)
     rows = list(csv.DictReader((run / "split.csv").open()))
@@ -208,6 +219,7 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     empty_in_train = side["p3"] == {"train"}
     assert card["training"]["n_train"] == n_train - (1 if empty_in_train else 0)
     assert card["views"] == ["frontal"]
+    assert card["training"]["config"]["balance_sets"] is True
     assert [d["name"] for d in card["training"]["data"]] == ["annot_a", "annot_b"]
     test = json.loads((run / "test" / "metrics.json").read_text())
     assert set(test["groups"]["set"]) == {"annot_a", "annot_b"}

@@ -137,6 +137,12 @@ def train_cmd(
         float | None, typer.Option(help="stop after this long, keeping the best epoch")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    balance_sets: Annotated[
+        bool,
+        typer.Option(
+            help="each mask set (annotator) weighs the same in training and in the val score"
+        ),
+    ] = False,
 ) -> None:
     """Train a lung U-Net on one or more mask sets; one patient-disjoint split over all."""
     from cxrkit.segment.train import SegTrainConfig, train_lung_model
@@ -159,6 +165,7 @@ def train_cmd(
         max_minutes=max_minutes,
         threads=threads,
         train_views=tuple(v.strip() for v in views.split(",") if v.strip()),
+        balance_sets=balance_sets,
     )
     results = train_lung_model(data, out, cfg)
     for name, summary in results.items():

@@ -81,6 +81,10 @@ class SegTrainConfig:
     val_fraction: float | None = None
     test_fraction: float | None = None
     train_views: tuple[str, ...] = VIEWS  # views whose training films the net learns from
+    # Each mask set (annotator) weighs the same: training films are drawn so that every set
+    # gives as many examples per epoch, and validation Dice is the mean of the per-set means
+    # (for the best epoch and the inference choices). False: every film weighs the same.
+    balance_sets: bool = False
     split_file: str | None = None
     seed: int = 0
     # Time budget: the cosine decay runs over whichever ends first, the epochs or this many
@@ -135,10 +139,12 @@ def train_lung_model(
     t_read = time.time()
     films = {name: [all_films[int(i)] for i in idx] for name, idx in splits.items()}
     used = {n: [f for f in fs if f.view_group in cfg.train_views] for n, fs in films.items()}
-    x_train, y_train = _resized_films(used["train"], cfg.size)
+    x_train, y_train, train_sets = _resized_films(used["train"], cfg.size)
     pairs = {name: [f.read() for f in films[name]] for name in ("val", "test")}
     val_kept = set(used["val"])
     val_used = [p for p, f in zip(pairs["val"], films["val"], strict=True) if f in val_kept]
+    val_sets = [f.set_name for f in films["val"] if f in val_kept]
+    draw = _set_balanced_weights(train_sets) if cfg.balance_sets else None
     log.info(
         "read %d films in %.1fs (training on %d, views %s)",
         len(all_films),
@@ -183,7 +189,10 @@ def train_lung_model(
     for epoch in range(1, cfg.epochs + 1):
         t_epoch = time.time()
         net.train()
-        order = torch.randperm(len(x_train), generator=gen)
+        if draw is None:
+            order = torch.randperm(len(x_train), generator=gen)
+        else:  # as many examples of each set per epoch, films drawn with replacement
+            order = torch.multinomial(draw, len(x_train), replacement=True, generator=gen)
         losses = []
         for s in range(0, len(order), cfg.batch_size):
             sel = order[s : s + cfg.batch_size]
@@ -205,7 +214,7 @@ def train_lung_model(
             dice(probs_to_mask(probe, p), truth)
             for p, (_, truth) in zip(val_probs, val_used, strict=True)
         ]
-        val_dice = float(np.mean(val_scores))
+        val_dice = val_score(val_scores, val_sets, cfg.balance_sets)
         history.append(
             {
                 "epoch": epoch,
@@ -235,7 +244,7 @@ def train_lung_model(
     net = net.to(memory_format=torch.contiguous_format).eval()
     train_seconds = time.time() - t0
 
-    choice, candidates = _choose_inference(net, cfg, val_used, out)
+    choice, candidates = _choose_inference(net, cfg, val_used, val_sets, out)
     card = _card(cfg, choice)
     card["training"].update(
         {
@@ -347,14 +356,17 @@ def _supported_views(cfg: SegTrainConfig, val: dict | None) -> list[str]:
     return views
 
 
-def _resized_films(films: list[MaskFilm], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Films and masks squashed to `size` (decoded one at a time: full-size films are not kept).
+def _resized_films(
+    films: list[MaskFilm], size: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(films, masks) squashed to `size` (decoded one at a time: full-size films are not
+    kept), and the set name of each film kept.
 
     A film whose mask is empty is left out: every chest film has lungs, so an empty mask
     is a missing annotation (all 17 lateral films of lungmasks_v7 have one), and learning
     from it would teach the net to return silent empty masks.
     """
-    xs, ys = [], []
+    xs, ys, sets = [], [], []
     empty = []
     for f in films:
         film, mask = f.read()
@@ -363,6 +375,7 @@ def _resized_films(films: list[MaskFilm], size: int) -> tuple[torch.Tensor, torc
             continue
         xs.append(resize_film(film, size, "squash"))
         ys.append(resize_film(mask.astype(np.float32), size, "squash") > 0.5)
+        sets.append(f.set_name)
     if empty:
         log.warning(
             "left out %d training film(s) with an empty mask, e.g. %s", len(empty), empty[:3]
@@ -370,7 +383,7 @@ def _resized_films(films: list[MaskFilm], size: int) -> tuple[torch.Tensor, torc
     if not xs:
         raise CxrkitError("no training film has a non-empty mask")
     x = torch.from_numpy(np.stack(xs))[:, None]
-    return x, torch.from_numpy(np.stack(ys).astype(np.float32))[:, None]
+    return x, torch.from_numpy(np.stack(ys).astype(np.float32))[:, None], sets
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -382,8 +395,24 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + (1.0 - soft_dice).mean()
 
 
-def _choose_inference(net, cfg, val_pairs, out) -> tuple[dict, list[dict]]:
-    """Pick threshold, post-processing and flip-TTA by mean val Dice.
+def val_score(scores: Sequence[float], sets: Sequence[str], balance_sets: bool) -> float:
+    """Mean validation Dice; with `balance_sets`, the mean of each set's (annotator's) mean."""
+    if not balance_sets:
+        return float(np.mean(scores))
+    per_set: dict[str, list[float]] = {}
+    for score, name in zip(scores, sets, strict=True):
+        per_set.setdefault(name, []).append(score)
+    return float(np.mean([np.mean(v) for v in per_set.values()]))
+
+
+def _set_balanced_weights(sets: Sequence[str]) -> torch.Tensor:
+    """Sampling weight per training film: 1 / (films of its set), so each set sums to 1."""
+    counts = {name: sets.count(name) for name in set(sets)}
+    return torch.tensor([1.0 / counts[name] for name in sets], dtype=torch.double)
+
+
+def _choose_inference(net, cfg, val_pairs, val_sets, out) -> tuple[dict, list[dict]]:
+    """Pick threshold, post-processing and flip-TTA by val Dice (`val_score`).
 
     A candidate must beat the earlier ones by 1e-4 to win, so ties keep no TTA (half the
     compute), the clean-up of stray blobs (a prior: at most two lungs) and threshold 0.5.
@@ -401,7 +430,7 @@ def _choose_inference(net, cfg, val_pairs, out) -> tuple[dict, list[dict]]:
                 scores = [
                     dice(probs_to_mask(probe, p), t) for p, t in zip(probs, truths, strict=True)
                 ]
-                dice_mean = float(np.mean(scores))
+                dice_mean = val_score(scores, val_sets, cfg.balance_sets)
                 candidates.append({**choice, "val_dice": round(dice_mean, 5)})
                 if best is None or dice_mean > best[0] + 1e-4:
                     best = (dice_mean, choice)
