@@ -56,3 +56,15 @@ def site_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     return _need(SHARED / "weights")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: the tiny U-Nets run faster than with oversubscribed
+    threads on the 2-core box. Use with `pytestmark = pytest.mark.usefixtures(...)`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,13 +19,8 @@ DICE_FLOOR = 0.95
 
 
 @pytest.fixture(scope="module")
-def lung_model():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny U-Net runs faster than with oversubscribed threads
-    yield load_lung_model()
-    torch.set_num_threads(before)
+def lung_model(one_torch_thread):
+    return load_lung_model()
 
 
 def test_shipped_model_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,14 +22,7 @@ LATERAL = "images/16664_2_1.png"  # lungmasks_v7, view L, a test-part patient
 FRONTAL = "00000001_000.png"  # samples: an NIH frontal film
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _lung_file(root: Path, views: list[str]) -> Path:

@@ -29,43 +29,13 @@ from cxrkit.train.checkpoint import load_checkpoint
 from cxrkit.train.distributed import DistContext
 from cxrkit.train.loop import _train_one_epoch
 from cxrkit.train.precision import resolve_precision
+from train_helpers import tiny_train_args
 
-CXR = Path(sys.executable).with_name("cxr")
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
 def _args(data: Path, run: Path, cache: Path, mode: str, epochs: int) -> list[str]:
-    return [
-        str(CXR),
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(run),
-        "--backbone",
-        "small_cnn",
-        "--mode",
-        mode,
-        "--image-size",
-        "32",
-        "--max-images",
-        "40",
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--cache-dir",
-        str(cache),
-        "--set",
-        "n_bootstrap=0",
-        "--set",
-        "dropout=0",
-        "--set",
-        f"early_stopping_patience={epochs}",
-        "--no-progress",
-    ]
+    return tiny_train_args(data, run, cache, epochs=epochs, mode=mode, extra=("--set", "dropout=0"))
 
 
 @pytest.mark.slow

@@ -15,43 +15,13 @@ import pytest
 
 from cxrkit.cli.app import main
 from cxrkit.train.checkpoint import load_checkpoint
+from train_helpers import tiny_train_args
 
-CXR = Path(sys.executable).with_name("cxr")
 EPOCHS = 3
 
 
 def _train_args(data: Path, run: Path, cache: Path) -> list[str]:
-    return [
-        str(CXR),
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(run),
-        "--backbone",
-        "small_cnn",
-        "--mode",
-        "finetune",
-        "--image-size",
-        "32",
-        "--max-images",
-        "40",
-        "--epochs",
-        str(EPOCHS),
-        "--batch-size",
-        "8",
-        "--lr",
-        "3e-5",
-        "--num-workers",
-        "0",
-        "--cache-dir",
-        str(cache),
-        "--set",
-        "n_bootstrap=0",
-        "--set",
-        f"early_stopping_patience={EPOCHS}",
-        "--no-progress",
-    ]
+    return tiny_train_args(data, run, cache, epochs=EPOCHS, extra=("--lr", "3e-5"))
 
 
 @pytest.mark.slow
