@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SITE = REPO.parent / "shared" / "data" / "kermany_site"
 SAMPLES = REPO.parent / "shared" / "data" / "samples"
 OUT = REPO / "benchmarks" / "results" / "predict_decode.json"
+DRAFT = "jpeg full size, jpeg_draft"  # the JPEG files again, decoded with jpeg_draft=True
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cxr-pdecode-") as tmp:
         sets = make_full_size(sources, Path(tmp), args.side)
         variants = [(name, paths, False) for name, paths in sets.items()]
-        variants.append(("jpeg full size, jpeg_draft", sets["jpeg full size"], True))
+        variants.append((DRAFT, sets["jpeg full size"], True))
         for name, paths, draft in variants:
             run = lambda p=paths, d=draft: list(  # noqa: E731
                 clf.predict_iter(p, num_workers=args.workers, jpeg_draft=d)
@@ -79,13 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    key = "jpeg full size, jpeg_draft"
-    full, draft = probs["jpeg full size"], probs[key]
+    full, draft = probs["jpeg full size"], probs[DRAFT]
     report["rows"] = rows
     report["draft_vs_full_site"] = {
         "max_abs_dp": round(float(np.abs(full - draft).max()), 4),
         "mean_abs_dp": round(float(np.abs(full - draft).mean()), 5),
-        "label_flips": int((labels["jpeg full size"] != labels[key]).sum()),
+        "label_flips": int((labels["jpeg full size"] != labels[DRAFT]).sum()),
     }
     samples = sorted(SAMPLES.glob("*.jpg"))
     a = [r["probabilities"][positive] for r in clf.predict_iter(samples, num_workers=0)]

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,7 +408,7 @@ def val_score(scores: Sequence[float], sets: Sequence[str], balance_sets: bool) 
 
 def _set_balanced_weights(sets: Sequence[str]) -> torch.Tensor:
     """Sampling weight per training film: 1 / (films of its set), so each set sums to 1."""
-    counts = {name: sets.count(name) for name in set(sets)}
+    counts = Counter(sets)
     return torch.tensor([1.0 / counts[name] for name in sets], dtype=torch.double)
 
 
