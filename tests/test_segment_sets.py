@@ -227,7 +227,9 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     again = tmp_path / "again"
     args = ["segment", "train", "--data", a, "--out", again, "--init", run / "model.safetensors"]
     args += ["--epochs", "1", "--size", "64", "--val", "0.2", "--test", "0.2", "--threads", "1"]
+    args += ["--loss", "lovasz", "--ema", "0.9"]
     result = runner.invoke(app, [str(x) for x in args])
     assert result.exit_code == 0, result.output + repr(result.exception)
     config = read_lung_card(again / "model.safetensors")["training"]["config"]
     assert config["init"] == "model.safetensors"  # the file's name, never a local path
+    assert (config["loss"], config["ema_decay"]) == ("lovasz", 0.9)

@@ -143,6 +143,17 @@ def train_cmd(
             help="each mask set (annotator) weighs the same in training and in the val score"
         ),
     ] = False,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="bce_dice, or a boundary-aware loss: edge (border-weighted BCE + Dice) "
+            "or lovasz (BCE + Lovasz hinge)"
+        ),
+    ] = "bce_dice",
+    ema: Annotated[
+        float | None,
+        typer.Option(help="keep an exponential moving average of the weights (decay per step)"),
+    ] = None,
 ) -> None:
     """Train a lung U-Net on one or more mask sets; one patient-disjoint split over all."""
     from cxrkit.segment.train import SegTrainConfig, train_lung_model
@@ -166,6 +177,8 @@ def train_cmd(
         threads=threads,
         train_views=tuple(v.strip() for v in views.split(",") if v.strip()),
         balance_sets=balance_sets,
+        loss=loss,
+        ema_decay=ema,
     )
     results = train_lung_model(data, out, cfg)
     for name, summary in results.items():

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
@@ -36,6 +35,7 @@ from cxrkit.segment.infer import (
     predict_probs,
     probs_to_mask,
 )
+from cxrkit.segment.losses import LOSSES, make_loss
 from cxrkit.segment.metrics import dice
 from cxrkit.segment.model import (
     DEFAULT_DECODER,
@@ -86,6 +86,11 @@ class SegTrainConfig:
     # gives as many examples per epoch, and validation Dice is the mean of the per-set means
     # (for the best epoch and the inference choices). False: every film weighs the same.
     balance_sets: bool = False
+    loss: str = "bce_dice"  # one of cxrkit.segment.losses.LOSSES
+    # Exponential moving average of the weights (decay per step; None: off). Validation,
+    # the best epoch and the saved model then use the averaged weights, which move less
+    # from epoch to epoch than the raw ones under heavy augmentation.
+    ema_decay: float | None = None
     split_file: str | None = None
     seed: int = 0
     # Time budget: the cosine decay runs over whichever ends first, the epochs or this many
@@ -93,6 +98,12 @@ class SegTrainConfig:
     max_minutes: float | None = None
     threads: int | None = None
     augment: dict[str, Any] = field(default_factory=lambda: SegAugment().to_dict())
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise CxrkitError(f"loss={self.loss!r}: choose one of {list(LOSSES)}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise CxrkitError(f"ema_decay={self.ema_decay}: must lie between 0 and 1")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON friendly)."""
@@ -181,11 +192,14 @@ def train_lung_model(
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = cfg.warmup_epochs * steps_per_epoch
-    probe = LungModel(net, _card(cfg, {}), out / MODEL_NAME)
+    ema = _weight_average(net, cfg.ema_decay)
+    scored = ema.module if ema is not None else net  # the weights validated and kept
+    probe = LungModel(scored, _card(cfg, {}), out / MODEL_NAME)
+    loss_fn = make_loss(cfg.loss)
 
     t_loop = time.time()
     history: list[dict[str, Any]] = []
-    best = (-1.0, 0, copy.deepcopy(net.state_dict()))
+    best = (-1.0, 0, copy.deepcopy(scored.state_dict()))
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         t_epoch = time.time()
@@ -203,11 +217,13 @@ def train_lung_model(
             for group, lr in zip(opt.param_groups, base_lrs, strict=True):
                 group["lr"] = lr * scale
             logits = net(xb.contiguous(memory_format=torch.channels_last))
-            loss = _loss(logits, yb)
+            loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if ema is not None:
+                ema.update_parameters(net)
             step += 1
         net.eval()
         val_probs = predict_probs(probe, [film for film, _ in val_used])
@@ -234,7 +250,7 @@ def train_lung_model(
             history[-1]["seconds"],
         )
         if val_dice > best[0]:
-            best = (val_dice, epoch, copy.deepcopy(net.state_dict()))
+            best = (val_dice, epoch, copy.deepcopy(scored.state_dict()))
         if epoch - best[1] >= cfg.patience:
             log.info("early stop: no val Dice gain for %d epochs", cfg.patience)
             break
@@ -305,6 +321,15 @@ def _load_init(net: LungNet, path: str) -> None:
             f"not {net.encoder_name} with {net.decoder_channels}"
         )
     net.load_state_dict(start.state_dict())
+
+
+def _weight_average(net: LungNet, decay: float | None):
+    """An EMA copy of `net` (weights and BatchNorm statistics), or None without a decay."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _progress(step: int, total_steps: int, t_loop: float, cfg: SegTrainConfig) -> float:
@@ -385,15 +410,6 @@ def _resized_films(
         raise CxrkitError("no training film has a non-empty mask")
     x = torch.from_numpy(np.stack(xs))[:, None]
     return x, torch.from_numpy(np.stack(ys).astype(np.float32))[:, None], sets
-
-
-def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice loss."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
-    inter = (p * target).sum(dim=(1, 2, 3))
-    soft_dice = (2 * inter + 1.0) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1.0)
-    return bce + (1.0 - soft_dice).mean()
 
 
 def val_score(scores: Sequence[float], sets: Sequence[str], balance_sets: bool) -> float:
