@@ -20,6 +20,7 @@ from cxrkit.segment.sets import (
     read_set_split,
     write_set_split,
 )
+from segment_helpers import synthetic_annotator
 
 runner = CliRunner()
 # A doubly masked film (both annotators, same patient and file name) and a lateral film
@@ -138,7 +139,8 @@ def test_shipped_card_names_its_views_and_sets() -> None:
     data = card["training"]["data"]
     assert [d["name"] for d in data] == ["covid_lungmasks", "lungmasks_v7"]
     assert all(len(d["labels_sha256"]) == 64 for d in data)
-    assert card["training"]["config"]["train_views"] == ["frontal"]
+    members = card["training"].get("members") or [{"training": card["training"]}]
+    assert all(m["training"]["config"]["train_views"] == ["frontal"] for m in members)
     assert "/" not in json.dumps(data)  # named by folder and hash, never a local path
     test = card["metrics"]["test"]
     assert set(test["set_view"]) >= {"covid_lungmasks/frontal", "lungmasks_v7/frontal"}
@@ -168,38 +170,12 @@ def test_balanced_sets_weigh_each_annotator_the_same() -> None:
     assert val_score(scores, sets, balance_sets=True) == pytest.approx(0.7)  # (0.9 + 0.5) / 2
 
 
-def _synthetic_annotator(root: Path, n: int, offset: int, empty: int | None = None) -> Path:
-    """Films with two dark 'lungs' on a bright body; this annotator's masks grown by `offset`
-    px; film `empty` gets an empty mask (a missing annotation)."""
-    from PIL import Image
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    yy, xx = np.mgrid[0:64, 0:64]
-    rows = []
-    for i in range(n):
-        mask = np.zeros((64, 64), bool)
-        for cx in (20, 44):
-            cy, ry = 32 + rng.integers(-4, 5), 18 + rng.integers(-3, 4)
-            mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / 9) ** 2 <= 1
-        film = np.where(mask, 0.25, 0.8) + rng.normal(0, 0.03, (64, 64))
-        Image.fromarray((np.clip(film, 0, 1) * 255).astype(np.uint8)).save(root / f"images/{i}.png")
-        drawn = ndimage.binary_dilation(mask, iterations=offset) if offset else mask
-        drawn = np.zeros_like(mask) if i == empty else drawn
-        Image.fromarray(drawn.astype(np.uint8) * 255).save(root / f"masks/{i}.png")
-        rows.append(f"images/{i}.png,masks/{i}.png,p{i},PA")
-    (root / "labels.csv").write_text("path,mask,patient_id,view\n" + "\n".join(rows) + "\n")
-    return root
-
-
 def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    a = _synthetic_annotator(tmp_path / "annot_a", 10, 0)
-    b = _synthetic_annotator(tmp_path / "annot_b", 10, 1, empty=3)
+    a = synthetic_annotator(tmp_path / "annot_a", 10, 0)
+    b = synthetic_annotator(tmp_path / "annot_b", 10, 1, empty=3)
     run = tmp_path / "run"
     args = ["segment", "train", "--data", a, "--data", b, "--out", run, "--epochs", "1"]
     args += ["--size", "64", "--val", "0.2", "--test", "0.2", "--threads", "1", "--balance-sets"]

@@ -1,4 +1,4 @@
-"""`cxr segment IMAGE... --out DIR`, `cxr segment train` and `cxr segment evaluate`: lung masks."""
+"""`cxr segment IMAGE... --out DIR`, `cxr segment train`, `ensemble` and `evaluate`: lung masks."""
 
 from __future__ import annotations
 
@@ -181,6 +181,38 @@ def train_cmd(
         ema_decay=ema,
     )
     results = train_lung_model(data, out, cfg)
+    for name, summary in results.items():
+        _print_summary(name, summary)
+    console.print(f"model: {out / 'model.safetensors'}")
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model", "--models", help="a lung model file or run folder; repeat for each member"
+        ),
+    ],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="labels.csv (or its folder) with path and mask; repeat for more sets"),
+    ],
+    split_file: Annotated[Path, typer.Option(help="the members' split.csv")],
+    out: Annotated[Path, typer.Option(help="folder for the ensemble file, split and metrics")],
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dtype",
+            "--dtypes",
+            help="float16 or int8 storage per --model (default: float16)",
+        ),
+    ] = None,
+) -> None:
+    """Average lung U-Nets into one model file; threshold, clean-up and TTA chosen on val."""
+    from cxrkit.segment.ensemble import build_lung_ensemble
+
+    results = build_lung_ensemble(model, data, split_file, out, dtype)
     for name, summary in results.items():
         _print_summary(name, summary)
     console.print(f"model: {out / 'model.safetensors'}")

@@ -22,16 +22,17 @@ EXTRA_PREFIXES = ("ood.",)
 
 def save_model_file(
     path: str | Path,
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict[str, torch.Tensor],
     card: dict[str, Any],
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write `model`'s weights, `extra_tensors` (names under `EXTRA_PREFIXES`) and `card`
-    (JSON-serialisable) atomically to `path`."""
+    """Write `model`'s weights (a module or its packed state dict), `extra_tensors` (names
+    under `EXTRA_PREFIXES`) and `card` (JSON-serialisable) atomically to `path`."""
     from safetensors.torch import save
 
     card = {**card, "format_version": FORMAT_VERSION}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     for name, tensor in (extra_tensors or {}).items():
         if not name.startswith(EXTRA_PREFIXES):
             raise ValueError(f"extra tensor {name!r} must start with one of {EXTRA_PREFIXES}")

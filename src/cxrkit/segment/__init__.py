@@ -20,6 +20,7 @@ _EXPORTS = {
     "hd95": "metrics",
     "evaluate_lung_model": "evaluate",
     "train_lung_model": "train",
+    "build_lung_ensemble": "ensemble",
     "SegTrainConfig": "train",
     "overlay_image": "overlay",
     "default_model_path": "model",
@@ -30,6 +31,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cxrkit.data.crop import crop_to_lungs as crop_to_lungs
     from cxrkit.data.crop import lung_bbox as lung_bbox
+    from cxrkit.segment.ensemble import build_lung_ensemble as build_lung_ensemble
     from cxrkit.segment.evaluate import evaluate_lung_model as evaluate_lung_model
     from cxrkit.segment.infer import LungModel as LungModel
     from cxrkit.segment.infer import load_lung_model as load_lung_model

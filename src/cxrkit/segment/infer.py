@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from cxrkit.errors import ModelFileError
 from cxrkit.models.model_file import find_model_file
-from cxrkit.segment.model import LungNet, default_model_path, load_lung_net
+from cxrkit.segment.model import LungEnsemble, LungNet, default_model_path, load_lung_net
 
 DEFAULT_POSTPROCESS: dict[str, Any] = {"keep_components": 2, "min_component_fraction": 0.1}
 
@@ -24,7 +24,7 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {"keep_components": 2, "min_component_frac
 class LungModel:
     """A loaded lung U-Net with its card: input size, threshold, post-processing, TTA."""
 
-    net: LungNet
+    net: LungNet | LungEnsemble
     card: dict[str, Any]
     path: Path
 

@@ -18,6 +18,11 @@ DEFAULT_ENCODER = "mobilenetv2_100"
 DEFAULT_DECODER = (128, 64, 32, 16, 8)
 DEFAULT_SIZE = 256
 KIND = "lung_segmentation"
+# Weight storage of a lung model file: float16, or int8 per output channel (with a float32
+# scale per channel, `<name>.int8_scale`) for every weight of 2+ dims except depthwise
+# convolutions, which lose accuracy in int8; the rest stays float16.
+WEIGHT_DTYPES = ("float16", "int8")
+INT8_SCALE = ".int8_scale"
 
 
 class LungNet(nn.Module):
@@ -63,6 +68,56 @@ class LungNet(nn.Module):
         return self.unet(x)
 
 
+class LungEnsemble(nn.Module):
+    """Several lung U-Nets averaged: logit of the mean of their probabilities.
+
+    It returns logits like `LungNet`, so thresholds, TTA and clean-up apply unchanged.
+    """
+
+    def __init__(self, members: list[LungNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two lung U-Nets")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Films (B, 1, H, W) in [0, 1] -> logits of the members' mean probability."""
+        probs = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(dim=0)
+        return torch.logit(probs, eps=1e-6)
+
+
+def pack_weights(state: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """A state dict in the file's storage `dtype` (one of WEIGHT_DTYPES)."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights dtype {dtype!r}: choose one of {WEIGHT_DTYPES}")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not value.is_floating_point():
+            out[key] = value
+        elif dtype == "int8" and value.ndim >= 2 and value.shape[1] > 1:
+            dims = tuple(range(1, value.ndim))
+            scale = value.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / 127.0
+            out[key] = torch.round(value / scale).clamp(-127, 127).to(torch.int8)
+            out[key + INT8_SCALE] = scale.float()
+        else:
+            out[key] = value.half()
+    return out
+
+
+def unpack_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Float32 weights from a file's stored tensors (float16 or int8 with scales)."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(INT8_SCALE):
+            continue
+        scale = state.get(key + INT8_SCALE)
+        if scale is not None:
+            out[key] = value.float() * scale
+        else:
+            out[key] = value.float() if value.is_floating_point() else value
+    return out
+
+
 def load_encoder_weights(net: LungNet, path: str | Path) -> int:
     """Load an ImageNet checkpoint into the encoder through cxrkit.models' key renaming.
 
@@ -99,22 +154,43 @@ def default_model_path() -> Path:
     return Path(str(importlib.resources.files("cxrkit") / "assets" / "lungs" / "model.safetensors"))
 
 
-def save_lung_model(path: str | Path, net: LungNet, card: dict[str, Any]) -> Path:
-    """Write weights as float16 safetensors with the JSON card in its metadata."""
-    from cxrkit.models.model_file import save_model_file
-
-    half = LungNet(net.encoder_name, net.decoder_channels)
-    half.load_state_dict(net.state_dict())
-    half = half.half()
-    full = {
-        **card,
-        "kind": KIND,
-        "architecture": "unet",
+def _net_spec(net: LungNet, dtype: str) -> dict[str, Any]:
+    return {
         "encoder": net.encoder_name,
         "decoder_channels": list(net.decoder_channels),
-        "weights_dtype": "float16",
+        "weights_dtype": dtype,
     }
-    return save_model_file(path, half, full)
+
+
+def save_lung_model(
+    path: str | Path,
+    net: LungNet | LungEnsemble,
+    card: dict[str, Any],
+    dtypes: list[str] | None = None,
+) -> Path:
+    """Write weights as safetensors with the JSON card in its metadata.
+
+    A `LungNet` is stored in float16. A `LungEnsemble` is stored as `members.<i>.*`
+    tensors, member i in `dtypes[i]` (default: the card's `members` dtypes, else float16).
+    """
+    from cxrkit.models.model_file import save_model_file
+
+    if isinstance(net, LungNet):
+        full = {**card, "kind": KIND, "architecture": "unet", **_net_spec(net, "float16")}
+        return save_model_file(path, pack_weights(net.state_dict(), "float16"), full)
+    members = list(net.members)
+    if dtypes is None:
+        specs = card.get("members") or [{}] * len(members)
+        dtypes = [m.get("weights_dtype", "float16") for m in specs]
+    if len(dtypes) != len(members):
+        raise ValueError(f"{len(members)} members but {len(dtypes)} weight dtypes")
+    state: dict[str, torch.Tensor] = {}
+    for i, (member, dtype) in enumerate(zip(members, dtypes, strict=True)):
+        packed = pack_weights(member.state_dict(), dtype)
+        state.update({f"members.{i}.{k}": v for k, v in packed.items()})
+    specs = [_net_spec(m, d) for m, d in zip(members, dtypes, strict=True)]
+    full = {**card, "kind": KIND, "architecture": "unet_ensemble", "members": specs}
+    return save_model_file(path, state, full)
 
 
 def read_lung_card(path: str | Path) -> dict[str, Any]:
@@ -129,16 +205,22 @@ def read_lung_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
-def load_lung_net(path: str | Path) -> tuple[LungNet, dict[str, Any]]:
-    """Rebuild the U-Net from a model file's card and load its weights (float32, eval mode)."""
+def load_lung_net(path: str | Path) -> tuple[LungNet | LungEnsemble, dict[str, Any]]:
+    """Rebuild the U-Net (or ensemble of U-Nets) from a model file's card and load its
+    weights (float32, eval mode)."""
     from safetensors.torch import load_file
 
     from cxrkit.models.model_file import find_model_file
 
     file = find_model_file(path)
     card = read_lung_card(file)
-    net = LungNet(card["encoder"], tuple(card["decoder_channels"]))
-    state = {k: v.float() for k, v in load_file(str(file), device="cpu").items()}
+    net: LungNet | LungEnsemble
+    if card.get("architecture") == "unet_ensemble":
+        specs = card.get("members") or []
+        net = LungEnsemble([LungNet(m["encoder"], tuple(m["decoder_channels"])) for m in specs])
+    else:
+        net = LungNet(card["encoder"], tuple(card["decoder_channels"]))
+    state = unpack_weights(load_file(str(file), device="cpu"))
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -261,7 +261,7 @@ def train_lung_model(
     net = net.to(memory_format=torch.contiguous_format).eval()
     train_seconds = time.time() - t0
 
-    choice, candidates = _choose_inference(net, cfg, val_used, val_sets, out)
+    choice, candidates = choose_inference(net, cfg, val_used, val_sets, out)
     card = _card(cfg, choice)
     card["training"].update(
         {
@@ -281,10 +281,26 @@ def train_lung_model(
     save_lung_model(out / MODEL_NAME, net, card)
     (out / "history.json").write_text(json.dumps(history, indent=2))
 
-    shipped = load_lung_model(out / MODEL_NAME)  # score the fp16 file exactly as it ships
+    results = score_splits(out / MODEL_NAME, films, pairs, out)
+    card["views"] = _supported_views(cfg, results.get("val"))
+    log.info("views supported (chosen on val): %s", card["views"])
+    card["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
+    save_lung_model(out / MODEL_NAME, net, card)
+    return results
+
+
+def score_splits(
+    model_file: Path,
+    films: dict[str, list[MaskFilm]],
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    out: Path,
+) -> dict[str, Any]:
+    """Score the saved file (exactly as it ships) on the val and test films; writes
+    `<out>/<split>/metrics.json` and `per_film.csv` and returns the summaries."""
+    shipped = load_lung_model(model_file)
     results: dict[str, Any] = {}
     for name in ("val", "test"):
-        if len(splits[name]) == 0:
+        if not films.get(name):
             continue
         rows = score_mask_films(shipped, films[name], pairs[name])
         masks = [m for _, m in pairs[name]]
@@ -303,10 +319,6 @@ def train_lung_model(
             summary["iou"]["mean"],
             summary["hd95"]["mean"],
         )
-    card["views"] = _supported_views(cfg, results.get("val"))
-    log.info("views supported (chosen on val): %s", card["views"])
-    card["metrics"] = {k: _headline(v) for k, v in results.items()}
-    save_lung_model(out / MODEL_NAME, net, card)
     return results
 
 
@@ -315,6 +327,8 @@ def _load_init(net: LungNet, path: str) -> None:
     from cxrkit.segment.model import load_lung_net
 
     start, _card = load_lung_net(path)
+    if not isinstance(start, LungNet):
+        raise CxrkitError(f"init={path}: an ensemble of lung U-Nets; continue from one member")
     if (start.encoder_name, start.decoder_channels) != (net.encoder_name, net.decoder_channels):
         raise CxrkitError(
             f"init={path}: a {start.encoder_name} U-Net with decoder {start.decoder_channels}, "
@@ -428,8 +442,9 @@ def _set_balanced_weights(sets: Sequence[str]) -> torch.Tensor:
     return torch.tensor([1.0 / counts[name] for name in sets], dtype=torch.double)
 
 
-def _choose_inference(net, cfg, val_pairs, val_sets, out) -> tuple[dict, list[dict]]:
-    """Pick threshold, post-processing and flip-TTA by val Dice (`val_score`).
+def choose_inference(net, cfg, val_pairs, val_sets, out) -> tuple[dict, list[dict]]:
+    """Pick threshold, post-processing and flip-TTA by val Dice (`val_score`); returns the
+    choice and every candidate's score.
 
     A candidate must beat the earlier ones by 1e-4 to win, so ties keep no TTA (half the
     compute), the clean-up of stray blobs (a prior: at most two lungs) and threshold 0.5.
@@ -478,7 +493,7 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
     }
 
 
-def _headline(summary: dict) -> dict:
+def headline_metrics(summary: dict) -> dict:
     def short(s: dict) -> dict:
         return {
             "n": s["n"],
