@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxrkit.cli.app import app
+from segment_helpers import synthetic_annotator
 
 runner = CliRunner()
 
@@ -61,28 +62,8 @@ def test_run_form_and_unreadable_files(samples_dir: Path, tmp_path: Path):
     assert (out / "00000001_000.png").is_file() and not (out / "overlays").exists()
 
 
-def _synthetic_set(root: Path, n: int = 10) -> Path:
-    """Films with two dark 'lungs' (ellipses) on a bright body, and their masks."""
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    yy, xx = np.mgrid[0:64, 0:64]
-    rows = []
-    for i in range(n):
-        mask = np.zeros((64, 64), bool)
-        for cx in (20, 44):
-            cy, ry, rx = 32 + rng.integers(-4, 5), 18 + rng.integers(-3, 4), 9
-            mask |= ((yy - cy) / ry) ** 2 + ((xx - cx + rng.integers(-2, 3)) / rx) ** 2 <= 1
-        film = np.where(mask, 0.25, 0.8) + rng.normal(0, 0.03, (64, 64))
-        Image.fromarray((np.clip(film, 0, 1) * 255).astype(np.uint8)).save(root / f"images/{i}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255).save(root / f"masks/{i}.png")
-        rows.append(f"images/{i}.png,masks/{i}.png,p{i}")
-    (root / "labels.csv").write_text("path,mask,patient_id\n" + "\n".join(rows) + "\n")
-    return root
-
-
 def test_train_then_evaluate_forms(tmp_path: Path):
-    data = _synthetic_set(tmp_path / "set")
+    data = synthetic_annotator(tmp_path / "set", 10, 0)
     run = tmp_path / "run"
     _invoke(
         "segment",
