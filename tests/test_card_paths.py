@@ -111,10 +111,10 @@ def test_calibrate_card_holds_no_local_path(trained: dict[str, Path], site_dir: 
 
 
 def test_segment_train_card_holds_no_local_path(weights_dir: Path, tmp_path: Path) -> None:
-    from test_segment_cli import _synthetic_set
+    from segment_helpers import synthetic_annotator
 
     root = tmp_path.resolve()
-    data = _synthetic_set(root / "lungset")
+    data = synthetic_annotator(root / "lungset", 10, 0)
     weights = next((weights_dir / "mobilenetv2_imagenet_features").glob("*.pt")).resolve()
     code, _, err = run_cxr(
         "segment", "train", "--data", data, "--out", root / "run", "--weights", weights,
