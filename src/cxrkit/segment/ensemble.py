@@ -58,13 +58,13 @@ def build_lung_ensemble(
             f"and {dtypes})"
         )
     loaded = [load_lung_net(f) for f in files]
-    nets = [net for net, _ in loaded]
+    members = [net for net, _ in loaded if isinstance(net, LungNet)]
     cards = [card for _, card in loaded]
-    if not all(isinstance(net, LungNet) for net in nets):
-        raise CxrkitError("models=: a member is itself an ensemble; list its members instead")
+    if len(members) != len(loaded):
+        raise CxrkitError("`models`: a member is itself an ensemble; list its members instead")
     sizes = {int(card["preprocessing"]["size"]) for card in cards}
     if len(sizes) != 1:
-        raise CxrkitError(f"models= were trained at different input sizes {sorted(sizes)}")
+        raise CxrkitError(f"`models` were trained at different input sizes {sorted(sizes)}")
     views = [v for v in supported_views(cards[0]) if all(v in supported_views(c) for c in cards)]
 
     all_films = load_mask_sets(data)
@@ -75,7 +75,7 @@ def build_lung_ensemble(
     if not val:
         raise CxrkitError(f"split_file={split_file}: no validation film of views {views}")
 
-    ensemble = LungEnsemble([net for net in nets if isinstance(net, LungNet)]).eval()
+    ensemble = LungEnsemble(members).eval()
     probe_cfg = SegTrainConfig(size=sizes.pop())
     choice, candidates = choose_inference(
         ensemble, probe_cfg, [p for p, _ in val], [f.set_name for _, f in val], out
