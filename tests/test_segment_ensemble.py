@@ -70,6 +70,15 @@ def test_ensemble_averages_probabilities_and_survives_its_file(tmp_path: Path) -
         assert error.mean() < 0.005 and error.max() < 0.05  # random weights: a loose bound
     with pytest.raises(ValueError, match="two"):
         LungEnsemble([a])
+    from safetensors.torch import load_file
+
+    from cxrkit.errors import ModelFileError
+    from cxrkit.models.model_file import save_model_file
+
+    card["members"] = card["members"][:1]  # a card that lost a member
+    lone = save_model_file(tmp_path / "lone.safetensors", load_file(str(path)), card)
+    with pytest.raises(ModelFileError, match="1 member"):
+        load_lung_net(lone)
 
 
 def test_cli_ensemble_chooses_on_val_and_scores_the_split(tmp_path: Path) -> None:

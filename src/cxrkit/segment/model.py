@@ -217,6 +217,8 @@ def load_lung_net(path: str | Path) -> tuple[LungNet | LungEnsemble, dict[str, A
     net: LungNet | LungEnsemble
     if card.get("architecture") == "unet_ensemble":
         specs = card.get("members") or []
+        if len(specs) < 2:
+            raise ModelFileError(f"{file}: an ensemble card lists {len(specs)} member(s)")
         net = LungEnsemble([LungNet(m["encoder"], tuple(m["decoder_channels"])) for m in specs])
     else:
         net = LungNet(card["encoder"], tuple(card["decoder_channels"]))
