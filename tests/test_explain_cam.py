@@ -109,3 +109,48 @@ def test_cli_writes_overlays_maps_and_json(small_model, padchest, samples_dir, t
         assert png.mode == "RGB" and png.size == (shape[1], shape[0])
         heat = np.load(row["npy"])
         assert heat.shape == shape and heat.dtype == np.float32
+
+
+LATERAL_FILM = "lungmasks_v7/images/16664_2_1.png"  # held-out lateral film (test patient)
+
+
+def test_explain_flags_views_and_polarity_like_predict(small_model, padchest, shared_data) -> None:
+    from cxrkit.infer.screen import LATERAL_WARNING
+
+    lateral = read_image(shared_data / LATERAL_FILM)[0]
+    _, info = explain(small_model, small_card(), lateral)
+    assert info["view"] == "lateral" and LATERAL_WARNING in info["warning"]
+    _, info = explain(small_model, small_card(), 1.0 - padchest[1])  # an inverted frontal film
+    assert info["view"] == "frontal" and info["polarity"] == "negative"
+    assert "inverted" in info["warning"]
+    _, info = explain(small_model, small_card(), padchest[1], screen=False)
+    assert "view" not in info and info["warning"] == ""
+
+
+def test_non_finite_probabilities_are_an_error_not_a_class(small_model, padchest) -> None:
+    from cxrkit.classifier import Classifier
+    from cxrkit.errors import ModelOutputError
+
+    broken = Classifier(small_model, small_card())
+    broken.outputs = lambda films: (np.full((1, 2), np.nan, np.float32), None)  # type: ignore[method-assign]
+    with pytest.raises(ModelOutputError, match="non-finite"):
+        broken.explain(padchest[1])
+
+
+def test_cli_json_carries_the_warning_and_no_lung_share_for_a_lateral_film(
+    small_model, shared_data, tmp_path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cxrkit.cli.app import app
+    from cxrkit.infer.screen import LATERAL_WARNING
+
+    model_file = save_model_file(tmp_path / "model.safetensors", small_model, small_card())
+    out = tmp_path / "explain"
+    film = shared_data / LATERAL_FILM
+    result = CliRunner().invoke(app, ["explain", str(model_file), str(film), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "lateral view" in " ".join(result.output.split())
+    (row,) = json.loads((out / "explain.json").read_text())
+    assert row["view"] == "lateral" and LATERAL_WARNING in row["warning"]
+    assert row["lung_energy"] is None  # the frontal-only lung model gives no mask here

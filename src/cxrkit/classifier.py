@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from cxrkit.errors import ModelFileError
+from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.infer.films import FilmPrep
 from cxrkit.infer.screen import Screening, screen_films, screen_image, training_views
 from cxrkit.io.film import as_film
@@ -344,10 +344,15 @@ class Classifier:
         *,
         class_name: str | int | None = None,
         box_threshold: float = 0.5,
+        screen: bool = True,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """(heat map (H, W) float32 in [0, 1] at the film's own size, info) by
         pytorch-grad-cam, computed on exactly the input `predict` uses (`prepare`: crop
-        and resize); the map is put back through the crop's box and the resize."""
+        and resize); the map is put back through the crop's box and the resize.
+
+        `info` carries the same flags as a `predict` row beside the class: `warning`,
+        `out_of_distribution`, and with `screen` also `view`, `polarity` and `not_cxr`.
+        Probabilities that are not finite raise `ModelOutputError`: no map, no class."""
         if self.net is None:
             raise ModelFileError(
                 "explain needs the torch model file (.safetensors); an .onnx file has no CAM"
@@ -356,21 +361,30 @@ class Classifier:
 
         film_image = as_film(image)
         film, box = self.preparation.with_box(film_image)
-        probs = self.probs(film[None])[0]
+        probs, scores = self.outputs(film[None])
+        decided = self.label(probs[0])
+        if "error" in decided:
+            raise ModelOutputError(f"no heat map: {decided['error']}")
         with self._cam_lock:
             if self._cam_net is None:
                 self._cam_net = copy.deepcopy(self.net)
-            return explain_film(
+            heatmap, info = explain_film(
                 self._cam_net,
                 self.card,
                 film,
-                probs,
+                probs[0],
                 film_image.shape,
                 box,
                 method=method,
                 class_name=class_name,
                 box_threshold=box_threshold,
             )
+        ood = ood_fields(None if scores is None else float(scores[0]), self.card)
+        if screen:
+            info.update(screen_image(film_image, training_views(self.card)).set_ood(ood).fields())
+        else:
+            info.update(ood, warning=OOD_WARNING if ood["out_of_distribution"] else "")
+        return heatmap, info
 
     # ---- export --------------------------------------------------------------------------
 

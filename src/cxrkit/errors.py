@@ -72,6 +72,10 @@ class ModelFileError(CxrkitError):
     """A model file is missing, malformed, or incompatible."""
 
 
+class ModelOutputError(CxrkitError):
+    """The model gave probabilities that are not finite numbers in [0, 1]; no label."""
+
+
 class UnsupportedViewError(CxrkitError):
     """A film of a view (lateral, frontal) the model was not trained on; nothing computed."""
 

@@ -52,7 +52,7 @@ def explain_cmd(
     import numpy as np
 
     from cxrkit.classifier import Classifier
-    from cxrkit.errors import ImageReadError
+    from cxrkit.errors import ImageReadError, ModelOutputError
     from cxrkit.explain import Box, draw_boxes, overlay_heatmap, save_png
     from cxrkit.infer.paths import expand_paths
     from cxrkit.io import read_image
@@ -73,9 +73,14 @@ def explain_cmd(
             console.print(f"[yellow]skipped[/] {escape(str(exc))}")
             results.append({"path": str(path), "error": exc.reason})
             continue
-        heatmap, info = clf.explain(
-            image, method, class_name=class_name, box_threshold=box_threshold
-        )
+        try:
+            heatmap, info = clf.explain(
+                image, method, class_name=class_name, box_threshold=box_threshold
+            )
+        except ModelOutputError as exc:  # a non-finite output is an error, never a class
+            console.print(f"[red]no map[/] {escape(str(path))}: {escape(str(exc))}")
+            results.append({"path": str(path), "error": str(exc)})
+            continue
         stem = _unique_stem(out, path, results)
         rgb = overlay_heatmap(image, heatmap, alpha=alpha)
         if boxes:
@@ -85,12 +90,14 @@ def explain_cmd(
             np.save(out / f"{stem}_{_slug(method)}.npy", heatmap.astype(np.float32))
             info["npy"] = str(out / f"{stem}_{_slug(method)}.npy")
         if lung_model is not None:
-            info["lung_energy"] = _lung_energy(lung_model, image, heatmap)
+            info["lung_energy"] = _lung_energy(lung_model, image, heatmap, info.get("view"))
         if dicom is not None:
             dicom.add(path, image, heatmap)
         results.append({"path": str(path), **info})
+        warning = f" [yellow]warning: {escape(info['warning'])}[/]" if info.get("warning") else ""
         console.print(
-            f"{escape(str(path))}: {info['class']} p={info['probability']:.3f} -> {info['overlay']}"
+            f"{escape(str(path))}: {info['class']} p={info['probability']:.3f} "
+            f"-> {info['overlay']}{warning}"
         )
     (out / "explain.json").write_text(json.dumps(results, indent=2))
     if dicom is not None:
@@ -110,12 +117,16 @@ def _lung_model() -> Any:
         return None
 
 
-def _lung_energy(lung_model: Any, image: Any, heatmap: Any) -> float | None:
+def _lung_energy(lung_model: Any, image: Any, heatmap: Any, view: str | None) -> float | None:
+    """Share of the map inside the lung mask; None where the lung model has no mask to
+    give (a view it does not support). `view` is the film's screened view, when known."""
     from cxrkit.errors import UnsupportedViewError
     from cxrkit.segment import heatmap_energy_in_mask, segment_lungs
 
+    if view is not None and view not in lung_model.views:
+        return None  # already screened: no second pass of the screening net
     try:
-        mask = segment_lungs(image, lung_model)
+        mask = segment_lungs(image, lung_model, check_view=view is None)
     except UnsupportedViewError:  # a lateral film: no lung mask, so no lung share
         return None
     value = float(heatmap_energy_in_mask(heatmap, mask))

@@ -147,7 +147,7 @@ class DicomResultWriter:
     def _heatmap(self, image: np.ndarray) -> np.ndarray:
         from cxrkit.explain import explain
 
-        heatmap, _ = explain(self.net, self.card, image, method=self.method)
+        heatmap, _ = explain(self.net, self.card, image, method=self.method, screen=False)
         return heatmap
 
 

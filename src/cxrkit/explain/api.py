@@ -25,19 +25,23 @@ def explain(
     method: str = "gradcam",
     class_name: str | int | None = None,
     box_threshold: float = 0.5,
+    screen: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Heat map (H, W) float32 in [0, 1] at the original size of `image`, and an info dict.
 
     `image` is a film as `read_image` gives it (float (H, W) in [0, 1]). The map is for
     `class_name` (name or index) or, by default, the class the model decides. `info` holds
     the class, its probability, all probabilities, the method, the CAM layer and the boxes
-    (original pixel coordinates) of the map's hot regions. Same as
+    (original pixel coordinates) of the map's hot regions, and the flags a `predict` row
+    carries (`warning`; with `screen` also view, polarity, not-a-chest-film). Same as
     `Classifier(model, card).explain(image, ...)`.
     """
     from cxrkit.classifier import Classifier
 
     clf = Classifier(model, card)
-    return clf.explain(image, method, class_name=class_name, box_threshold=box_threshold)
+    return clf.explain(
+        image, method, class_name=class_name, box_threshold=box_threshold, screen=screen
+    )
 
 
 def explain_film(

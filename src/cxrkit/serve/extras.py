@@ -81,7 +81,7 @@ class Extras:
         if classifier.net is None:
             return None, "CAM needs the torch model file (.safetensors); this server has ONNX only"
         try:
-            heat, info = classifier.explain(image)
+            heat, info = classifier.explain(image, screen=False)  # the server screens once
         except Exception as exc:  # e.g. pytorch-grad-cam missing or a layer it cannot hook
             log.warning("CAM failed: %s", exc)
             return None, public_reason(f"CAM failed ({type(exc).__name__}: {exc})")
