@@ -161,3 +161,19 @@ def test_bad_uid_root_and_onnx_runtime_are_flag_errors(model: Path, samples_dir:
     assert "--uid-root '1.02.3'" in as_flags(str(result.exception))  # as `cxr` prints it
     with pytest.raises(CxrkitError, match="--runtime torch"):
         make_writer(None, {}, model, None, runtime="onnx")
+
+
+def test_burned_in_text_carries_each_screening_warning_on_its_own_line() -> None:
+    from cxrkit.dicom_out.overlay import burn_notice, overlay_lines
+    from cxrkit.infer.screen import LATERAL_WARNING
+
+    row = {"label": "pneumonia", "warning": f"{LATERAL_WARNING}; film looks inverted (p=0.97)"}
+    lines = overlay_lines(row, "demo", "1")
+    assert lines[1] == "model demo 1: pneumonia"
+    assert lines[2:] == [f"WARNING: {LATERAL_WARNING}", "WARNING: film looks inverted (p=0.97)"]
+    assert overlay_lines({"label": "normal", "warning": ""}, "demo", "1")[2:] == []
+    film = np.full((512, 512, 3), 200, np.uint8)
+    band_rows = [
+        int((burn_notice(film, n)[:, 0] == 0).all(axis=1).sum()) for n in (lines[:2], lines)
+    ]
+    assert band_rows[1] > band_rows[0] > 0  # the warnings are drawn, not cut off

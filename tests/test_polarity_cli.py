@@ -45,7 +45,8 @@ def test_check_writes_path_polarity_probability(films, tmp_path) -> None:
         app, ["polarity", "check", *map(str, films.values()), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert out.read_text().splitlines()[0] == "path,polarity,probability,view,p_lateral"
+    header = "path,polarity,probability,view,p_lateral,not_cxr,error"
+    assert out.read_text().splitlines()[0] == header
     rows = {Path(r["path"]).name: r for r in _csv(out)}
     assert len(rows) == 4
     for name, row in rows.items():

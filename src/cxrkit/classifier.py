@@ -28,7 +28,13 @@ import torch
 
 from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.infer.films import FilmPrep
-from cxrkit.infer.screen import Screening, screen_films, screen_image, training_views
+from cxrkit.infer.screen import (
+    Screening,
+    screen_films,
+    screen_image,
+    screen_model,
+    training_views,
+)
 from cxrkit.io.film import as_film
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.inference import label_row, logits_to_probs, resolve_device
@@ -316,6 +322,9 @@ class Classifier:
                 screens = None
                 if batch["screen"] is not None:
                     screens = screen_films(batch["screen"], batch["rule"], views)
+                elif screen:  # asked for, but no screening model: the rows say so
+                    reason = screen_model()[1]
+                    screens = [Screening(error=reason) for _ in batch["index"]]
                 names = [film_name(films, i) for i in batch["index"]]
                 got = self.rows(names, batch["image"], screens)
                 rows.update(zip(batch["index"], got, strict=True))

@@ -35,8 +35,9 @@ def check_cmd(
         Path | None, typer.Option(help="decode cache: each film decoded once, read back after")
     ] = None,
 ) -> None:
-    """One row per film: path,polarity,probability,view,p_lateral (positive or negative;
-    frontal or lateral)."""
+    """One row per film: path,polarity,probability,view,p_lateral,not_cxr,error (positive or
+    negative; frontal or lateral; not_cxr true when it may be no chest film; error when the
+    film could not be read or judged, the other columns then empty)."""
     from cxrkit.infer.paths import expand_paths
     from cxrkit.polarity import check_paths, load_polarity_model
 
@@ -46,7 +47,9 @@ def check_cmd(
     n_neg = n_bad = n = n_lat = 0
     try:
         writer = csv.writer(handle)
-        writer.writerow(["path", "polarity", "probability", "view", "p_lateral"])
+        writer.writerow(
+            ["path", "polarity", "probability", "view", "p_lateral", "not_cxr", "error"]
+        )
         rows = check_paths(
             files, net, batch_size=batch_size, num_workers=num_workers, cache_dir=cache_dir
         )
@@ -56,6 +59,7 @@ def check_cmd(
                 console.print(
                     f"[yellow]unreadable[/] {escape(row['path'])}: {escape(row['error'])}"
                 )
+                writer.writerow([row["path"], "", "", "", "", "", row["error"]])
                 continue
             n += 1
             n_neg += row["polarity"] == "negative"
@@ -75,6 +79,8 @@ def check_cmd(
                     f"{row['probability']:.6f}",
                     row["view"],
                     f"{row['p_lateral']:.6f}",
+                    str(bool(flagged)).lower(),
+                    "",
                 ]
             )
     finally:
@@ -105,18 +111,22 @@ def fix_cmd(
     if any(out.resolve() in p.resolve().parents for p in files):
         console.print("[red]--out must not hold the input films[/]")
         raise typer.Exit(2)
-    rows = fix_paths(files, out, load_polarity_model(model), threshold=threshold, names=names)
+    net = load_polarity_model(model)
+    rows = fix_paths(files, out, net, threshold=threshold, names=names)
+    out.mkdir(parents=True, exist_ok=True)  # even when no film could be written
     log = out / "polarity_fix.csv"
     with log.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "polarity", "probability", "action", "out", "error"])
+        writer.writerow(["path", "polarity", "probability", "not_cxr", "action", "out", "error"])
         for r in rows:
             prob = f"{r['probability']:.6f}" if "probability" in r else ""
+            flagged = str(r["not_cxr"] >= net.not_cxr_threshold).lower() if "not_cxr" in r else ""
             writer.writerow(
                 [
                     r["path"],
                     r.get("polarity", ""),
                     prob,
+                    flagged,
                     r.get("action", ""),
                     r.get("out", ""),
                     r.get("error", ""),

@@ -40,9 +40,16 @@ def burn_notice(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
 
 
 def overlay_lines(row: dict[str, Any], model_name: str, model_version: str) -> list[str]:
-    """The burned-in text: the notice, the model and its decision."""
+    """The burned-in text: the notice, the model and its decision, then one line per
+    screening warning of the row (lateral view, inverted, not a chest film, out of
+    distribution), so the picture never shows a label without its flags."""
     label = str(row.get("label") or "-").replace("|", ", ")
-    return [NOTICE, f"model {model_name} {model_version}: {label}"[:120]]
+    warnings = [w.strip() for w in str(row.get("warning") or "").split(";") if w.strip()]
+    return [
+        NOTICE,
+        f"model {model_name} {model_version}: {label}"[:120],
+        *(f"WARNING: {w}"[:120] for w in warnings),
+    ]
 
 
 def build_overlay(

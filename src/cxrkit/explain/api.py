@@ -8,13 +8,16 @@ package flow, done lazily).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from cxrkit.explain.boxes import boxes_from_heatmap
 from cxrkit.explain.cam import class_index, compute_cam, to_original
+
+if TYPE_CHECKING:
+    from cxrkit.models.ood import FeatureReference
 
 
 def explain(
@@ -26,6 +29,7 @@ def explain(
     class_name: str | int | None = None,
     box_threshold: float = 0.5,
     screen: bool = True,
+    reference: FeatureReference | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Heat map (H, W) float32 in [0, 1] at the original size of `image`, and an info dict.
 
@@ -33,12 +37,15 @@ def explain(
     `class_name` (name or index) or, by default, the class the model decides. `info` holds
     the class, its probability, all probabilities, the method, the CAM layer and the boxes
     (original pixel coordinates) of the map's hot regions, and the flags a `predict` row
-    carries (`warning`; with `screen` also view, polarity, not-a-chest-film). Same as
-    `Classifier(model, card).explain(image, ...)`.
+    carries (`warning`; with `screen` also view, polarity, not-a-chest-film). Whether the
+    film is out of distribution is judged only with the model's feature `reference`
+    (`cxrkit.models.ood.load_feature_reference(model_file)`; `Classifier.load` reads it
+    itself); without one, `out_of_distribution` is None. Same as
+    `Classifier(model, card, reference=reference).explain(image, ...)`.
     """
     from cxrkit.classifier import Classifier
 
-    clf = Classifier(model, card)
+    clf = Classifier(model, card, reference=reference)
     return clf.explain(
         image, method, class_name=class_name, box_threshold=box_threshold, screen=screen
     )

@@ -12,6 +12,7 @@ from cxrkit.polarity.model import (
     PolarityModel,
     load_polarity_model,
     not_cxr_probability,
+    require_valid_row,
     view_of,
 )
 
@@ -49,10 +50,12 @@ def rule_reason(image: np.ndarray) -> str:
 
 
 def guard_result(probs: np.ndarray, rule: str, model: PolarityModel) -> GuardResult:
-    """Combine a rule verdict (from `rule_reason`) and the model's (4,) probabilities."""
-    p_not = not_cxr_probability(probs)
+    """Combine a rule verdict (from `rule_reason`) and the model's (4,) probabilities;
+    probabilities that are not finite in [0, 1] raise `ModelOutputError`."""
     if rule:
         return GuardResult(False, 0.0, rule)
+    probs = require_valid_row(probs)
+    p_not = not_cxr_probability(probs)
     view, p_lat = view_of(probs, model)
     score, p_lat = round(1.0 - p_not, 6), round(p_lat, 6)
     if p_not >= model.not_cxr_threshold:

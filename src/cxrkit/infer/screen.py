@@ -23,6 +23,7 @@ from cxrkit.models.ood import OOD_WARNING
 log = logging.getLogger("cxrkit")
 
 LATERAL_WARNING = "lateral view: this model was trained on frontal films"
+NOT_SCREENED = "film not screened (polarity, view and not-a-chest-film unchecked)"
 #: Views a classifier is taken to be trained on when its card does not say.
 DEFAULT_VIEWS = ("frontal",)
 
@@ -62,7 +63,11 @@ class Screening:
 
     def fields(self) -> dict[str, Any]:
         """The columns `cxr predict` writes: out_of_distribution, ood_score, not_cxr,
-        polarity, view, p_lateral, warning."""
+        polarity, view, p_lateral, warning. A screening that could not run says so in
+        `warning`: empty columns must not read as "checked, nothing found"."""
+        warnings = list(self.warnings)
+        if self.error:
+            warnings.append(f"{NOT_SCREENED}: {self.error}")
         return {
             "out_of_distribution": self.out_of_distribution,
             "ood_score": self.ood_score,
@@ -70,7 +75,7 @@ class Screening:
             "polarity": self.polarity,
             "view": self.view,
             "p_lateral": self.p_lateral,
-            "warning": "; ".join(self.warnings),
+            "warning": "; ".join(warnings),
         }
 
 
@@ -122,6 +127,7 @@ def screen_films(
     model, reason = screen_model()
     if model is None:
         return [Screening(error=reason) for _ in rules]
+    from cxrkit.errors import ModelOutputError
     from cxrkit.guard import guard_result
     from cxrkit.polarity.predict import polarity_row
 
@@ -129,7 +135,12 @@ def screen_films(
         probs = model.probs(films) if len(rules) else []
     out = []
     for p, rule in zip(probs, rules, strict=True):
-        guard, row = guard_result(p, rule, model), polarity_row(p, model)
+        try:
+            guard, row = guard_result(p, rule, model), polarity_row(p, model)
+        except ModelOutputError as exc:  # no verdict from a broken output; the rule stands
+            flagged = {"not_cxr": True, "reason": rule, "warnings": [rule]} if rule else {}
+            out.append(Screening(error=str(exc), **flagged))
+            continue
         view, p_lateral = row.get("view"), row.get("p_lateral")
         lateral = view == "lateral" and "lateral" not in views
         warnings = [guard.reason] if not guard.is_cxr else []

@@ -27,6 +27,7 @@ def check_polarity(
     Raises:
         ImageReadError: the file cannot be read, or the array is not a finite film in
             [0, 1] at least 16 px a side.
+        ModelOutputError: the model's probabilities are not finite numbers in [0, 1].
     """
     from cxrkit.io import read_image
     from cxrkit.io.film import as_film

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.errors import ModelFileError
+from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.polarity.net import (
     CLASSES,
     LATERAL,
@@ -92,6 +92,17 @@ def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat(
         [torch.softmax(logits[:, :LATERAL], dim=1), torch.sigmoid(logits[:, LATERAL:])], dim=1
     )
+
+
+def require_valid_row(p: np.ndarray) -> np.ndarray:
+    """`p` as float64 when it is one finite probability row in [0, 1], else
+    `ModelOutputError`: a broken output must never become a polarity, view or verdict."""
+    values = np.asarray(p, dtype=np.float64)
+    if values.shape != (len(CLASSES) + 1,) or not np.all((values >= 0) & (values <= 1)):
+        raise ModelOutputError(
+            "the screening model gave non-finite or out-of-range probabilities; no verdict"
+        )
+    return values
 
 
 def polarity_of(p: np.ndarray) -> tuple[str, float]:

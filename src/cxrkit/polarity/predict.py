@@ -11,14 +11,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.errors import ImageReadError
+from cxrkit.errors import ImageReadError, ModelOutputError
 from cxrkit.io import read_image
-from cxrkit.polarity.model import PolarityModel, load_polarity_model, polarity_of, view_of
+from cxrkit.polarity.model import (
+    PolarityModel,
+    load_polarity_model,
+    polarity_of,
+    require_valid_row,
+    view_of,
+)
 
 
 def polarity_row(p: np.ndarray, model: PolarityModel) -> dict[str, Any]:
     """`polarity`, its `probability`, `not_cxr` probability, `inverted` (sure negative),
-    `view` ('frontal' | 'lateral') and `p_lateral`."""
+    `view` ('frontal' | 'lateral') and `p_lateral`. A row that is not finite probabilities
+    in [0, 1] raises `ModelOutputError`."""
+    p = require_valid_row(p)
     polarity, prob = polarity_of(p)
     view, p_lateral = view_of(p, model)
     return {
@@ -60,9 +68,16 @@ def check_paths(
         }
         if batch["films"] is not None:
             for i, p in zip(batch["index"], model.probs(batch["films"]), strict=True):
-                rows[i] = {"path": str(paths[i]), **polarity_row(p, model)}
+                rows[i] = {"path": str(paths[i]), **_row_or_error(p, model)}
         for i in batch["order"]:
             yield rows[i]
+
+
+def _row_or_error(p: np.ndarray, model: PolarityModel) -> dict[str, Any]:
+    try:
+        return polarity_row(p, model)
+    except ModelOutputError as exc:  # one broken output must not stop the batch
+        return {"error": str(exc)}
 
 
 def invert_film(image: np.ndarray) -> np.ndarray:
@@ -109,7 +124,10 @@ def fix_paths(
             rows.append({**row, "error": exc.reason})
             continue
         p = model.probs(model.prepare(image)[None])[0]
-        row.update(polarity_row(p, model))
+        row.update(_row_or_error(p, model))
+        if "error" in row:  # no verdict: neither inverted nor passed on as checked
+            rows.append(row)
+            continue
         if row["polarity"] == "negative" and row["probability"] >= threshold:
             target = write_png(out / rel.with_suffix(".png"), invert_film(image), meta.bit_depth)
             row["action"] = "inverted"
