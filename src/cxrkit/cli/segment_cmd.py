@@ -154,8 +154,18 @@ def train_cmd(
         float | None,
         typer.Option(help="keep an exponential moving average of the weights (decay per step)"),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue a killed or interrupted run in --out after its last completed "
+            "epoch (same options)"
+        ),
+    ] = False,
 ) -> None:
-    """Train a lung U-Net on one or more mask sets; one patient-disjoint split over all."""
+    """Train a lung U-Net on one or more mask sets; one patient-disjoint split over all.
+
+    The run's state is saved after every epoch: Ctrl+C or a kill loses at most the epoch in
+    progress, and the same command with --resume continues."""
     from cxrkit.segment.train import SegTrainConfig, train_lung_model
 
     if size % 32:
@@ -180,7 +190,14 @@ def train_cmd(
         loss=loss,
         ema_decay=ema,
     )
-    results = train_lung_model(data, out, cfg)
+    try:
+        results = train_lung_model(data, out, cfg, resume=resume)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/]: the last completed epoch is saved in {out / 'last.pt'}; "
+            "run the same command with --resume to continue"
+        )
+        raise typer.Exit(130) from None
     for name, summary in results.items():
         _print_summary(name, summary)
     console.print(f"model: {out / 'model.safetensors'}")

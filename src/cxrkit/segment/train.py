@@ -45,6 +45,14 @@ from cxrkit.segment.model import (
     load_encoder_weights,
     save_lung_model,
 )
+from cxrkit.segment.resume import (
+    STATE_NAME,
+    RunState,
+    clear_state,
+    load_state,
+    save_state,
+    state_path,
+)
 from cxrkit.segment.sets import (
     MaskFilm,
     fraction_splits,
@@ -118,8 +126,13 @@ def train_lung_model(
     out_dir: str | Path,
     cfg: SegTrainConfig,
     show_progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train on one or more mask sets (labels.csv with `mask`) into `out_dir`.
+
+    After every epoch the run's state is saved to `out_dir/last.pt`; with `resume`, a run
+    that was killed continues after its last completed epoch (same options and split), and
+    a fresh run (no `resume`) discards any older state first.
 
     Several sets (annotators) share one patient-disjoint split; a film masked in two
     sets gives two examples on the same side. Writes `model.safetensors` (fp16 weights +
@@ -142,7 +155,10 @@ def train_lung_model(
     if bad_views or not cfg.train_views:
         raise CxrkitError(f"train views must be some of {VIEWS}, got {list(cfg.train_views)}")
     all_films = load_mask_sets(sources)
-    splits = _split(all_films, cfg)
+    resuming = resume and state_path(out).is_file()
+    if not resume:
+        clear_state(out)
+    splits = read_set_split(out / "split.csv", all_films) if resuming else _split(all_films, cfg)
     if any(len(splits[k]) == 0 for k in ("train", "val")):
         raise CxrkitError(f"too few films to split ({ {k: len(v) for k, v in splits.items()} })")
     write_set_split(out / "split.csv", all_films, splits)
@@ -166,7 +182,9 @@ def train_lung_model(
     )
 
     net = LungNet(cfg.encoder, cfg.decoder_channels)
-    if cfg.init:
+    if resuming:
+        log.info("resuming from %s", state_path(out))
+    elif cfg.init:
         _load_init(net, cfg.init)
         log.info("U-Net starts from the lung model %s", cfg.init)
     elif cfg.weights:
@@ -200,8 +218,18 @@ def train_lung_model(
     t_loop = time.time()
     history: list[dict[str, Any]] = []
     best = (-1.0, 0, copy.deepcopy(scored.state_dict()))
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    step, start, resumed_after = 0, 1, None
+    parts = {"net": net, "optimizer": opt, "ema": ema}
+    if resuming:
+        done = load_state(out, cfg.to_dict(), parts, gen)
+        history, step, t_loop = done.history, done.step, time.time() - done.elapsed
+        best = (done.best_dice, done.best_epoch, done.best_weights)
+        start = cfg.epochs + 1 if done.stopped else done.epoch + 1
+        resumed_after = done.epoch
+        log.info("resumed after epoch %d (best so far: epoch %d)", done.epoch, done.best_epoch)
+    elif resume:
+        log.info("no %s in %s: starting from epoch 1", STATE_NAME, out)
+    for epoch in range(start, cfg.epochs + 1):
         t_epoch = time.time()
         net.train()
         if draw is None:
@@ -251,10 +279,14 @@ def train_lung_model(
         )
         if val_dice > best[0]:
             best = (val_dice, epoch, copy.deepcopy(scored.state_dict()))
-        if epoch - best[1] >= cfg.patience:
+        early = epoch - best[1] >= cfg.patience
+        budget = epoch < cfg.epochs and _progress(step, total_steps, t_loop, cfg) >= 1.0
+        state = RunState(epoch, step, time.time() - t_loop, *best, history, early or budget)
+        save_state(out, state, cfg.to_dict(), parts, gen)
+        if early:
             log.info("early stop: no val Dice gain for %d epochs", cfg.patience)
             break
-        if epoch < cfg.epochs and _progress(step, total_steps, t_loop, cfg) >= 1.0:
+        if budget:
             log.info("time budget of %.1f min reached", cfg.max_minutes)
             break
     net.load_state_dict(best[2])
@@ -274,7 +306,8 @@ def train_lung_model(
             "epochs_run": len(history),
             "best_epoch": best[1],
             "best_val_dice_during_training": round(best[0], 5),
-            "wall_seconds": round(train_seconds, 1),
+            "wall_seconds": round(train_seconds, 1),  # of this process (after a resume)
+            "resumed_after_epoch": resumed_after,
             "inference_choices_on_val": candidates,
         }
     )
@@ -286,6 +319,7 @@ def train_lung_model(
     log.info("views supported (chosen on val): %s", card["views"])
     card["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
     save_lung_model(out / MODEL_NAME, net, card)
+    clear_state(out)  # the model file is the result now
     return results
 
 
