@@ -165,3 +165,42 @@ def test_predict_output_must_be_csv_or_json(
         capsys, "predict", tmp_path / "model.safetensors", tmp_path, "--out", tmp_path / "p.txt"
     )
     assert_one_line_error(code, err, ".csv or .json")
+
+
+def test_a_lung_or_polarity_model_is_not_taken_for_a_classifier(
+    capsys: pytest.CaptureFixture[str], samples_dir: Path
+) -> None:
+    from cxrkit.polarity.model import DEFAULT_MODEL
+    from cxrkit.segment.model import default_model_path
+
+    film = samples_dir / "00000001_000.png"
+    for model, command in ((default_model_path(), "cxr segment"), (DEFAULT_MODEL, "cxr polarity")):
+        code, err = run_cxr(capsys, "predict", model, film)
+        assert_one_line_error(code, err, "not a classifier", command)
+
+
+@pytest.mark.parametrize(
+    "command", [["segment"], ["polarity", "check"], ["explain", "MODEL"]], ids=" ".join
+)
+def test_an_empty_folder_of_films_is_an_error_not_a_silent_success(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    from serve_helpers import save_random_model
+
+    empty = tmp_path / "films"
+    empty.mkdir()
+    model = save_random_model(tmp_path / "m.safetensors")
+    args = [model if a == "MODEL" else a for a in command]
+    code, err = run_cxr(capsys, *args, empty, "--out", tmp_path / "out")
+    assert_one_line_error(code, err, "no films found")
+
+
+def test_a_batch_size_of_zero_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, samples_dir: Path
+) -> None:
+    out = tmp_path / "preds.csv"
+    out.write_text("earlier results\n")
+    film = samples_dir / "00000001_000.png"
+    code, err = run_cxr(capsys, "polarity", "check", film, "--batch-size", "0", "--out", out)
+    assert code == 2 and "batch-size" in err and "Traceback" not in err
+    assert out.read_text() == "earlier results\n"  # not truncated by a run that cannot start

@@ -119,3 +119,7 @@ def test_cli_ensemble_chooses_on_val_and_scores_the_split(tmp_path: Path) -> Non
 
     message = as_flags(str(result.exception))
     assert message.startswith("--models needs two or more files and --dtypes")
+    bf16 = [*one, "--model", runs[1], "--dtype", "float16", "--dtype", "bf16"]
+    result = runner.invoke(app, [str(x) for x in [*bf16, "--split-file", out / "split.csv"]])
+    assert result.exit_code != 0 and "bf16" in str(result.exception)
+    assert not (tmp_path / "one" / "model.safetensors").exists()  # refused before any work

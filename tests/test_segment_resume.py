@@ -49,6 +49,8 @@ def test_a_run_killed_in_epoch_3_resumes_there_and_learns_what_an_unbroken_run_l
     monkeypatch.setattr(seg_train, "predict_probs", real)
     assert state_path(cut).is_file() and not (cut / "model.safetensors").exists()
 
+    with pytest.raises(CxrkitError, match="--resume"):  # a fresh start would lose epochs 1-2
+        train_lung_model(data, cut, _cfg(), show_progress=False)
     with pytest.raises(CxrkitError, match="lr"):  # other options: refused, state kept
         train_lung_model(data, cut, _cfg(lr=5e-4), show_progress=False, resume=True)
     train_lung_model(data, cut, _cfg(), show_progress=False, resume=True)
@@ -71,3 +73,20 @@ def test_ctrl_c_tells_how_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 130
     assert "--resume" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"size": 100},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"lr": 0.0},
+        {"val_fraction": 1.5},
+        {"encoder": "mobilenet_v9"},
+        {"max_minutes": -1.0},
+    ],
+)
+def test_options_that_would_fail_late_are_refused_up_front(bad: dict) -> None:
+    with pytest.raises(CxrkitError, match=next(iter(bad))):
+        SegTrainConfig(**bad)

@@ -54,12 +54,12 @@ def explain_cmd(
     from cxrkit.classifier import Classifier
     from cxrkit.errors import ImageReadError, ModelOutputError
     from cxrkit.explain import Box, draw_boxes, overlay_heatmap, save_png
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.infer.paths import require_films
     from cxrkit.io import read_image
 
     clf = Classifier.load(model, device="cpu")  # heat maps on the input predict uses
     net, card = clf.net, clf.card
-    files = expand_paths(images)
+    files = require_films(images)
     out.mkdir(parents=True, exist_ok=True)
     lung_model = _lung_model() if lungs else None
     dicom = None

@@ -66,7 +66,7 @@ def train_cmd(
         bool, typer.Option("--random-init", help="train from random weights")
     ] = False,
     epochs: Annotated[int | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     image_size: Annotated[int | None, typer.Option()] = None,
     crop: Annotated[str | None, typer.Option(help="lungs: crop films to the lung box")] = None,
@@ -78,7 +78,7 @@ def train_cmd(
         int | None, typer.Option(help="finetune mode: train only the last k backbone blocks")
     ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
-    num_workers: Annotated[int | None, typer.Option()] = None,
+    num_workers: Annotated[int | None, typer.Option(min=0)] = None,
     cache_dir: Annotated[str | None, typer.Option(help="decoded films + CNN codes cache")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
     set_: Annotated[
@@ -178,8 +178,8 @@ def evaluate_cmd(
     ] = None,
     split_file: Annotated[Path | None, typer.Option(help="split.csv of a run")] = None,
     label_column: Annotated[str | None, typer.Option()] = None,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    num_workers: Annotated[int, typer.Option()] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    num_workers: Annotated[int, typer.Option(min=0)] = 2,
     n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for CIs (0: none)")] = 1000,
     cache_dir: Annotated[Path | None, typer.Option(help="decoded films cache")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -217,8 +217,8 @@ def predict_cmd(
     out: Annotated[
         Path | None, typer.Option(help="preds.csv or preds.json (default: CSV to stdout)")
     ] = None,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    num_workers: Annotated[int, typer.Option()] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    num_workers: Annotated[int, typer.Option(min=0)] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "torch",
     report: Annotated[
@@ -241,7 +241,7 @@ def predict_cmd(
     passive_openmp_waits()  # before torch loads
     from cxrkit.classifier import Classifier
     from cxrkit.errors import CxrkitError
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.infer.paths import require_films
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
@@ -249,9 +249,7 @@ def predict_cmd(
         raise CxrkitError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
     clf = Classifier.load(model, runtime, device=device)
     net, card = clf.net, clf.card
-    files = expand_paths(paths)
-    if not files:
-        raise CxrkitError(f"no films found in {' '.join(paths)}")
+    files = require_films(paths)
     rows = clf.predict_iter(
         files, batch_size=batch_size, num_workers=num_workers, jpeg_draft=jpeg_draft
     )

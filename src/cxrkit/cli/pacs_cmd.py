@@ -48,7 +48,9 @@ def run_cmd(
         bool, typer.Option("--retry-failed", help="try films that failed before again")
     ] = False,
     uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
-    batch_size: Annotated[int, typer.Option(help="films fetched and predicted together")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="films fetched and predicted together")
+    ] = 8,
 ) -> None:
     """Query new films (QIDO-RS), fetch them (WADO-RS), predict, store SR + overlay (STOW-RS).
 

@@ -29,8 +29,8 @@ def check_cmd(
     paths: Annotated[list[str], typer.Argument(help="films, folders or globs")],
     out: Annotated[Path | None, typer.Option(help="preds.csv (default: CSV to stdout)")] = None,
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option()] = 256,
-    num_workers: Annotated[int, typer.Option(help="decoding processes")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    num_workers: Annotated[int, typer.Option(min=0, help="decoding processes")] = 2,
     cache_dir: Annotated[
         Path | None, typer.Option(help="decode cache: each film decoded once, read back after")
     ] = None,
@@ -38,11 +38,13 @@ def check_cmd(
     """One row per film: path,polarity,probability,view,p_lateral,not_cxr,error (positive or
     negative; frontal or lateral; not_cxr true when it may be no chest film; error when the
     film could not be read or judged, the other columns then empty)."""
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.infer.paths import require_films
     from cxrkit.polarity import check_paths, load_polarity_model
 
     net = load_polarity_model(model)
-    files = expand_paths(paths)
+    files = require_films(paths)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     handle = out.open("w", newline="") if out else sys.stdout
     n_neg = n_bad = n = n_lat = 0
     try:
@@ -98,8 +100,14 @@ def fix_cmd(
     out: Annotated[Path, typer.Option(help="folder for the corrected copies")],
     model: ModelOpt = None,
     threshold: Annotated[
-        float, typer.Option(help="invert films judged negative with at least this probability")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="invert films judged negative with at least this probability (default: the "
+            "model's own `fix` threshold, the one behind predict's `inverted` flag)",
+        ),
+    ] = None,
 ) -> None:
     """Write corrected copies: inverted films re-inverted (PNG), the others copied unchanged."""
     from cxrkit.polarity import fix_paths, load_polarity_model
@@ -112,7 +120,8 @@ def fix_cmd(
         console.print("[red]--out must not hold the input films[/]")
         raise typer.Exit(2)
     net = load_polarity_model(model)
-    rows = fix_paths(files, out, net, threshold=threshold, names=names)
+    cut = net.fix_threshold if threshold is None else threshold
+    rows = fix_paths(files, out, net, threshold=cut, names=names)
     out.mkdir(parents=True, exist_ok=True)  # even when no film could be written
     log = out / "polarity_fix.csv"
     with log.open("w", newline="") as fh:

@@ -50,13 +50,13 @@ def run_cmd(
     A film of a view the lung model does not support (a lateral film, for a model whose card
     lists frontal only) is skipped with a one-line reason: no mask is written for it."""
     from cxrkit.errors import ImageReadError
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.infer.paths import require_films
     from cxrkit.io import read_image
     from cxrkit.segment.infer import load_lung_model, segment_many
     from cxrkit.segment.overlay import save_mask_png, save_overlay_png
     from cxrkit.segment.views import skip_reason
 
-    files = expand_paths(images)
+    files = require_films(images)
     lung = load_lung_model(model)
     out.mkdir(parents=True, exist_ok=True)
     used: dict[str, int] = {}
@@ -117,7 +117,7 @@ def train_cmd(
     ),
     size: Annotated[int, typer.Option(help="square input side (multiple of 32)")] = 256,
     epochs: Annotated[int, typer.Option()] = 40,
-    batch_size: Annotated[int, typer.Option()] = 8,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option()] = 1e-3,
     patience: Annotated[int, typer.Option(help="early stop after N epochs without val gain")] = 12,
     val: Annotated[

@@ -14,7 +14,8 @@ console = Console(stderr=True)
 
 ModelArg = Annotated[Path, typer.Argument(help="model file or run directory")]
 OutOpt = Annotated[Path, typer.Option(help="NEW model file (.safetensors); the original stays")]
-IntOpt = Annotated[int, typer.Option()]
+BatchOpt = Annotated[int, typer.Option(min=1)]
+WorkersOpt = Annotated[int, typer.Option(min=0)]
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +35,15 @@ def calibrate_cmd(
     probabilities: Annotated[
         str, typer.Option(help="probability calibration: temperature | platt | isotonic | none")
     ] = "temperature",
-    folds: Annotated[int, typer.Option(help="cross-validation folds for the printed figures")] = 5,
-    n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the CIs")] = 1000,
+    folds: Annotated[
+        int, typer.Option(min=2, help="cross-validation folds for the printed figures")
+    ] = 5,
+    n_bootstrap: Annotated[int, typer.Option(min=1, help="bootstrap resamples for the CIs")] = 1000,
     ci_width: Annotated[
         float, typer.Option(help="warn when the accuracy CI is wider than +/- this")
     ] = 0.05,
-    batch_size: IntOpt = 32,
-    num_workers: IntOpt = 0,
+    batch_size: BatchOpt = 32,
+    num_workers: WorkersOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     model_name: Annotated[
         str | None, typer.Option(help="the new card's name (default: the source's)")
@@ -92,12 +95,12 @@ def adapt_cmd(
         Path | None,
         typer.Option(help="training-domain films (labels ignored): relative AdaBN"),
     ] = None,
-    max_reference: Annotated[int, typer.Option(help="reference films used at most")] = 300,
+    max_reference: Annotated[int, typer.Option(min=1, help="reference films used at most")] = 300,
     no_prior: Annotated[
         bool, typer.Option("--no-prior", help="no class-prior re-estimate")
     ] = False,
-    batch_size: IntOpt = 32,
-    num_workers: IntOpt = 0,
+    batch_size: BatchOpt = 32,
+    num_workers: WorkersOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Adapt a model to a site without labels (AdaBN, EM class prior) into a new model file."""

@@ -29,5 +29,14 @@ def expand_paths(args: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def require_films(args: Iterable[str | Path]) -> list[Path]:
+    """`expand_paths`, refusing an empty result (an empty folder, a glob matching nothing)
+    with one line instead of a run that does nothing and reports success."""
+    files = expand_paths(args)
+    if not files:
+        raise CxrkitError(f"no films found in {' '.join(str(a) for a in args)}")
+    return files
+
+
 def _is_film(p: Path) -> bool:
     return p.suffix.lower() in FILM_SUFFIXES or p.suffix == ""

@@ -75,6 +75,13 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return json.loads(meta[CARD_KEY])
 
 
+# Model files cxrkit writes that are not classifiers: task -> (what it is, its command).
+OTHER_TASKS = {
+    "segmentation": ("lung segmentation", "cxr segment"),
+    "polarity": ("film polarity / screening", "cxr polarity check"),
+}
+
+
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict]:
     """Rebuild the network described by the card and load its weights; returns (model, card)."""
     from safetensors.torch import load_file
@@ -83,6 +90,11 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     path = find_model_file(path)
     card = read_card(path)
+    other = OTHER_TASKS.get(str(card.get("task")))
+    if other:
+        raise ModelFileError(
+            f"{path}: a {other[0]} model, not a classifier; use it with `{other[1]}`"
+        )
     try:
         model = create_model(
             card["architecture"],

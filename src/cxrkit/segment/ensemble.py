@@ -11,6 +11,7 @@ from cxrkit.data.identity import data_record
 from cxrkit.errors import CxrkitError
 from cxrkit.models.model_file import find_model_file, provenance
 from cxrkit.segment.model import (
+    WEIGHT_DTYPES,
     LungEnsemble,
     LungNet,
     file_id,
@@ -57,6 +58,8 @@ def build_lung_ensemble(
             f"`models` needs two or more files and `dtypes` one entry each (got {len(files)} "
             f"and {dtypes})"
         )
+    if any(d not in WEIGHT_DTYPES for d in dtypes):  # before minutes of inference, not after
+        raise CxrkitError(f"`dtypes` {dtypes}: each must be one of {list(WEIGHT_DTYPES)}")
     loaded = [load_lung_net(f) for f in files]
     members = [net for net, _ in loaded if isinstance(net, LungNet)]
     cards = [card for _, card in loaded]

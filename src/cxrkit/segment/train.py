@@ -20,6 +20,7 @@ import torch
 from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
+from cxrkit.io.atomic import remove_temps
 from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.evaluate import (
@@ -108,10 +109,29 @@ class SegTrainConfig:
     augment: dict[str, Any] = field(default_factory=lambda: SegAugment().to_dict())
 
     def __post_init__(self) -> None:
+        """Refuse options that would fail late (after every film is read) or train nothing."""
+        import timm
+
         if self.loss not in LOSSES:
             raise CxrkitError(f"loss={self.loss!r}: choose one of {list(LOSSES)}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise CxrkitError(f"ema_decay={self.ema_decay}: must lie between 0 and 1")
+        if self.size < 32 or self.size % 32:
+            raise CxrkitError(f"size={self.size}: must be a positive multiple of 32")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise CxrkitError(f"{name}={getattr(self, name)}: must be at least 1")
+        if not self.lr > 0 or (self.max_minutes is not None and not self.max_minutes > 0):
+            raise CxrkitError(f"lr={self.lr}, max_minutes={self.max_minutes}: must be > 0")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise CxrkitError(f"{name}={value}: must lie between 0 and 1")
+        if not timm.is_model(self.encoder):
+            raise CxrkitError(
+                f"encoder={self.encoder!r}: not a timm model name (e.g. mobilenetv2_100, "
+                "efficientnet_lite0)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON friendly)."""
@@ -131,8 +151,8 @@ def train_lung_model(
     """Train on one or more mask sets (labels.csv with `mask`) into `out_dir`.
 
     After every epoch the run's state is saved to `out_dir/last.pt`; with `resume`, a run
-    that was killed continues after its last completed epoch (same options and split), and
-    a fresh run (no `resume`) discards any older state first.
+    that was killed continues after its last completed epoch (same options and split). A
+    fresh run (no `resume`) in a folder holding such a state is refused, not started over.
 
     Several sets (annotators) share one patient-disjoint split; a film masked in two
     sets gives two examples on the same side. Writes `model.safetensors` (fp16 weights +
@@ -156,8 +176,12 @@ def train_lung_model(
         raise CxrkitError(f"train views must be some of {VIEWS}, got {list(cfg.train_views)}")
     all_films = load_mask_sets(sources)
     resuming = resume and state_path(out).is_file()
-    if not resume:
-        clear_state(out)
+    if not resume and state_path(out).is_file():  # never throw a killed run's epochs away
+        raise CxrkitError(
+            f"{out} holds an unfinished run ({STATE_NAME}): add --resume to continue it, or "
+            f"delete {state_path(out)} (or choose another --out) to start afresh"
+        )
+    remove_temps(state_path(out))  # a state write cut short by a kill
     splits = read_set_split(out / "split.csv", all_films) if resuming else _split(all_films, cfg)
     if any(len(splits[k]) == 0 for k in ("train", "val")):
         raise CxrkitError(f"too few films to split ({ {k: len(v) for k, v in splits.items()} })")
