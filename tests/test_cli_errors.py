@@ -204,3 +204,17 @@ def test_a_batch_size_of_zero_is_refused_before_anything_runs(
     code, err = run_cxr(capsys, "polarity", "check", film, "--batch-size", "0", "--out", out)
     assert code == 2 and "batch-size" in err and "Traceback" not in err
     assert out.read_text() == "earlier results\n"  # not truncated by a run that cannot start
+
+
+def test_training_options_that_would_fail_late_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, nih_dir: Path
+) -> None:
+    run = tmp_path / "run"
+    code, err = run_cxr(capsys, "train", "--data", nih_dir, "--out", run, "--set", "max_images=0")
+    assert_one_line_error(code, err, "max_images")
+    code, err = run_cxr(capsys, "polarity", "train", nih_dir, "--out", run, "--steps", "0")
+    assert code == 2 and "steps" in err and "Traceback" not in err
+    out = tmp_path / "set"
+    code, err = run_cxr(capsys, "data", "polarity-set", nih_dir, "--out", out, "--resize-mode", "x")
+    assert_one_line_error(code, err, "resize_mode")
+    assert not run.exists() and not out.exists()

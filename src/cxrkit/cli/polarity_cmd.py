@@ -175,12 +175,14 @@ def train_cmd(
     exclude: Annotated[
         list[str] | None, typer.Option(help="file-name glob to leave out (repeatable)")
     ] = None,
-    steps: Annotated[int, typer.Option(help="optimiser steps (batches of 256)")] = 1600,
-    minutes: Annotated[float, typer.Option(help="stop after this long at the latest")] = 9.0,
+    steps: Annotated[int, typer.Option(min=1, help="optimiser steps (batches of 256)")] = 1600,
+    minutes: Annotated[
+        float, typer.Option(min=0.01, help="stop after this long at the latest")
+    ] = 9.0,
     seed: Annotated[int, typer.Option()] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="decoded-films cache")] = None,
     finetune_steps: Annotated[
-        int, typer.Option(help="steps of the view stage (lateral films in)")
+        int, typer.Option(min=1, help="steps of the view stage (lateral films in)")
     ] = 300,
     base: Annotated[
         Path | None,

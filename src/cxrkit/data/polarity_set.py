@@ -46,6 +46,7 @@ def make_polarity_set(
     source film. Returns a summary (also written to `out/polarity_set.json`).
     """
     from cxrkit.io import read_image, resize_film
+    from cxrkit.io.resize import RESIZE_MODES
 
     if not sources:
         raise CxrkitError("polarity set: give at least one source dataset")
@@ -53,6 +54,8 @@ def make_polarity_set(
         raise CxrkitError(f"polarity set: size must be >= 8, got {size}")
     if per_source is not None and per_source < 1:
         raise CxrkitError(f"polarity set: per_source must be >= 1, got {per_source}")
+    if resize_mode not in RESIZE_MODES:
+        raise CxrkitError(f"polarity set: resize_mode must be one of {RESIZE_MODES}")
     out = Path(out)
     if out.is_file():
         raise CxrkitError(f"{out}: is a file; give a folder for the polarity set")

@@ -201,3 +201,5 @@ def _validate(cfg: TrainConfig) -> None:
         raise CxrkitError("image_size must be >= 1 (or null: the backbone's default)")
     if not cfg.lr > 0:
         raise CxrkitError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.max_images is not None and cfg.max_images < 2:
+        raise CxrkitError(f"max_images must be >= 2 (or null: every film), got {cfg.max_images}")
