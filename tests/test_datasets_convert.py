@@ -95,6 +95,29 @@ def test_boxes_are_scaled_with_the_film(tmp_path, shared_data):
     assert float(after[0]["x"]) == pytest.approx(float(before[0]["x"]) / 4, abs=0.01)
 
 
+def test_a_killed_png_conversion_resumes_with_every_box(tmp_path, shared_data):
+    root = shared_data / "samples" / "tbx11k"
+    if not root.is_dir():
+        pytest.skip("shared TBX11K sample not here")
+    prepare_dataset("tbx11k", root, tmp_path / "prep")
+    out = tmp_path / "small"
+    convert_dataset(tmp_path / "prep", out, size=128, progress=False)
+    whole = (out / "boxes.csv").read_text()
+    # killed before the end: no scales.json or boxes.csv yet, the last film half-written
+    (out / "scales.json").unlink()
+    (out / "boxes.csv").unlink()
+    last = sorted((out / "images").iterdir())[-1]
+    last.unlink()
+    journal = (out / "scales.partial.jsonl").read_text().splitlines()
+    kept = [line for line in journal if last.stem not in line]
+    (out / "scales.partial.jsonl").write_text("\n".join(kept) + '\n["cut', encoding="utf-8")
+    again = convert_dataset(tmp_path / "prep", out, size=128, progress=False)
+    assert again["written"] == 1 and again["already_done"] == len(journal) - 1
+    assert (out / "boxes.csv").read_text() == whole
+    with pytest.raises(DatasetError, match="another output folder"):  # no mixed sizes
+        convert_dataset(tmp_path / "prep", out, size=64, progress=False)
+
+
 def test_bad_convert_arguments(tmp_path):
     with pytest.raises(DatasetError, match="shard size"):
         parse_size("lots")

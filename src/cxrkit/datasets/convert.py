@@ -31,10 +31,14 @@ import numpy as np
 
 from cxrkit.data.table import LABELS_CSV, MULTILABEL_SEP, UNCERTAIN_COLUMN
 from cxrkit.errors import DatasetError
+from cxrkit.io.atomic import atomic_write_text
 
 FORMATS = ("png8", "png16", "webdataset")
 SHARDS_FILE = "shards.json"
 SCALES_FILE = "scales.json"  # per film (x, y) resize factor, for boxes
+# One line per film as its PNG is written, so a killed run's films keep their box scale.
+SCALES_JOURNAL = "scales.partial.jsonl"
+RECORD_FILE = "convert.json"  # format and size of the copies in a folder
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2,
           "GIB": 1024**3}  # fmt: skip
 
@@ -165,6 +169,7 @@ def convert_dataset(
     root, columns, rows = _read_rows(Path(dataset))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_record(out, fmt, size)
     films = [_Film(sample_key(r["path"]), r) for r in rows]
     if len({f.key for f in films}) != len(films):
         raise DatasetError(f"{root}: two rows give the same film key (duplicate paths?)")
@@ -179,7 +184,7 @@ def convert_dataset(
     todo = [f for f in films if f.key not in done_keys]
     bar = Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    disable=not progress)  # fmt: skip
-    scales: dict[str, tuple[float, float]] = {}
+    scales = _read_journal(out / SCALES_JOURNAL) if fmt != "webdataset" else {}
     bad: list[_Film] = []
 
     def loaded() -> Iterator[_Film]:
@@ -191,15 +196,18 @@ def convert_dataset(
         if fmt == "webdataset":
             bad = _write_shards(loaded(), out, shards, limit, bar, task)
         else:
-            for film in loaded():
-                bar.advance(task)
-                if film.error:
-                    bad.append(film)
-                    continue
-                _write_png(out / "images" / f"{film.key}.png", film.png)
-                if film.mask_png:
-                    _write_png(out / "masks" / f"{film.key}.png", film.mask_png)
-                scales[film.key] = film.scale
+            with (out / SCALES_JOURNAL).open("a") as journal:
+                for film in loaded():
+                    bar.advance(task)
+                    if film.error:
+                        bad.append(film)
+                        continue
+                    if film.mask_png:  # the mask first: a film PNG on disk means done
+                        _write_png(out / "masks" / f"{film.key}.png", film.mask_png)
+                    _write_png(out / "images" / f"{film.key}.png", film.png)
+                    scales[film.key] = film.scale
+                    journal.write(json.dumps([film.key, list(film.scale)]) + "\n")
+                    journal.flush()
     bad_keys = {f.key for f in bad}
     _write_labels(out, columns, films, fmt, shards, bad_keys)
     _write_boxes(root, out, films, scales, fmt)
@@ -216,6 +224,36 @@ def convert_dataset(
         "shards": len(shards),
         "format": fmt,
     }
+
+
+def _check_record(out: Path, fmt: str, size: int) -> None:
+    """Refuse to mix copies of another format or size into `out`; record them otherwise."""
+    record = {"format": fmt, "size": size}
+    path = out / RECORD_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except ValueError:
+            before = None
+        if before != record:
+            raise DatasetError(
+                f"{out} holds copies made with {before} (see {RECORD_FILE}); converting with "
+                f"{record} would mix the two: choose another output folder"
+            )
+    atomic_write_text(path, json.dumps(record) + "\n")
+
+
+def _read_journal(path: Path) -> dict[str, tuple[float, float]]:
+    """Scales of films written by earlier runs; a last line cut by a kill is skipped."""
+    scales: dict[str, tuple[float, float]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                key, (sx, sy) = json.loads(line)
+            except ValueError:
+                continue
+            scales[str(key)] = (float(sx), float(sy))
+    return scales
 
 
 def _write_png(target: Path, data: bytes) -> None:
@@ -246,7 +284,7 @@ def _write_shards(films: Iterator[_Film], out: Path, shards: list[dict], limit: 
         os.replace(tmp, out / name)
         shards.append({"name": name, "keys": [f.key for f in current],
                        "scales": {f.key: f.scale for f in current}})  # fmt: skip
-        (out / SHARDS_FILE).write_text(json.dumps({"shards": shards}, indent=1) + "\n")
+        atomic_write_text(out / SHARDS_FILE, json.dumps({"shards": shards}, indent=1) + "\n")
         current, nbytes = [], 0
 
     for film in films:
@@ -302,7 +340,7 @@ def _write_boxes(root: Path, out: Path, films, scales, fmt) -> None:
         old = json.loads((out / SCALES_FILE).read_text())
         scales.update({k: tuple(v) for k, v in old.items() if k not in scales})
     if fmt != "webdataset":
-        (out / SCALES_FILE).write_text(json.dumps(scales, sort_keys=True) + "\n")
+        atomic_write_text(out / SCALES_FILE, json.dumps(scales, sort_keys=True) + "\n")
     with src.open(newline="") as fh, (out / "boxes.csv").open("w", newline="") as dst:
         reader = csv.DictReader(fh)
         writer = csv.DictWriter(dst, fieldnames=list(reader.fieldnames or []))
