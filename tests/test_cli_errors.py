@@ -218,3 +218,18 @@ def test_training_options_that_would_fail_late_are_refused(
     code, err = run_cxr(capsys, "data", "polarity-set", nih_dir, "--out", out, "--resize-mode", "x")
     assert_one_line_error(code, err, "resize_mode")
     assert not run.exists() and not out.exists()
+
+
+def test_polarity_train_without_lateral_films_stops_before_the_base_stage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, nih_dir: Path
+) -> None:
+    import shutil
+
+    films = tmp_path / "frontal"
+    films.mkdir()
+    for thumb in sorted((nih_dir / "images").glob("*.png"))[:8]:
+        shutil.copy(thumb, films / thumb.name)
+    run = tmp_path / "run"
+    code, err = run_cxr(capsys, "polarity", "train", films, "--out", run, "--steps", "5")
+    assert code == 2 and "needs lateral films" in " ".join(err.split())
+    assert not (run / "base.safetensors").exists()  # refused before minutes of training

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrkit.data.identity import data_record
+from cxrkit.errors import ModelFileError
 from cxrkit.io.atomic import atomic_write
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import (
@@ -101,6 +102,7 @@ def train_polarity(
         if base_model is None:
             base, base_info = train_base(data, cfg, t0)
             save_polarity_model(out / "base.safetensors", base, {"task": "polarity-base"})
+            log.info("base stage saved: a rerun with --base %s skips it", out / "base.safetensors")
         else:
             base, base_info = load_base(base_model), {"from": Path(base_model).name}
             if Path(base_model).resolve() != (out / "base.safetensors").resolve():
@@ -151,6 +153,11 @@ def prepare_data(
     t0 = time.time()
     refs = [r for d in data_dirs for r in discover(Path(d), exclude)]
     refs = assign_splits(refs, cfg.lung_split_sources)
+    if not any(r.view == "lateral" and r.split in cfg.lateral_parts for r in refs):
+        raise ValueError(  # before minutes of decoding and of the base stage
+            "the view stage needs lateral films (a labels.csv `view` of L) in the "
+            f"{'/'.join(cfg.lateral_parts)} split of the training sets"
+        )
     refs, (store, plain) = _decoded(refs, (cfg.store_size, cfg.input_size), cfg, cache_dir)
     split = np.array([r.split for r in refs])
     view = np.array([r.view for r in refs])
@@ -215,7 +222,10 @@ def load_base(path: str | Path) -> PolarityNet:
 
     from cxrkit.models.model_file import read_card
 
-    net = PolarityNet(widths=tuple(read_card(Path(path))["widths"]))
+    card = read_card(Path(path))
+    if "widths" not in card:
+        raise ModelFileError(f"{path}: not a polarity base or model file (no `widths`)")
+    net = PolarityNet(widths=tuple(card["widths"]))
     net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     return net.eval()
 
