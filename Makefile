@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/cxr data summary $(DATA)
 	$(BIN)/cxr train --data $(DATA) --out $(DEMO_OUT) --config $(DEMO_CONFIG) \
-		$(foreach set,$(EXTERNAL),--external $(set))
+		$(foreach set,$(EXTERNAL),--external $(set)) $(if $(RESUME),--resume)
 
 # The web-page test drives Debian's Chromium: installed here when missing and root (CI);
 # elsewhere that test skips and says why.

@@ -53,6 +53,11 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_planned_epochs(
     assert killed_state["epoch"] == 1, "the kill came after epoch 2 was saved, not during it"
     assert not (run / "model.safetensors").exists()
     assert not (run / "history.json").exists()
+    fresh = subprocess.run(  # starting over would delete epoch 1: refused, state kept
+        _train_args(nih_dir, run, cache), capture_output=True, text=True, timeout=120, env=env
+    )
+    assert fresh.returncode == 2 and "--resume" in fresh.stderr, fresh.stderr
+    assert load_checkpoint(last)["epoch"] == 1
 
     done = subprocess.run(
         [*_train_args(nih_dir, run, cache), "--resume"],

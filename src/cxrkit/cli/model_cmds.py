@@ -160,9 +160,16 @@ def train_cmd(
 
         if distributed.launched_env() is None:
             raise typer.Exit(distributed.launch(sys.argv[1:], nproc or 1, nnodes, rdzv_endpoint))
-    result = train(
-        data, out, cfg, resume=resume, show_progress=not no_progress, external=external or ()
-    )
+    try:
+        result = train(
+            data, out, cfg, resume=resume, show_progress=not no_progress, external=external or ()
+        )
+    except KeyboardInterrupt:
+        Console(stderr=True).print(
+            f"[yellow]interrupted[/]: the last completed epoch is in {out / 'checkpoints'}; "
+            "run the same command with --resume to continue"
+        )
+        raise typer.Exit(130) from None
     if result is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
     _print_headline(result.metrics, out)

@@ -73,6 +73,12 @@ def train(
     and its headline is kept in the model card (`metrics.external`).
     """
     out = Path(out_dir)
+    unfinished = out / "checkpoints" / "last.pt"
+    if not resume and unfinished.is_file() and not (out / MODEL_NAME).is_file():
+        raise CxrkitError(  # a fresh start would delete the killed run's epochs
+            f"{out} holds an unfinished run ({unfinished}): add --resume to continue it, or "
+            "delete its checkpoints folder (or choose another --out) to start afresh"
+        )
     out.mkdir(parents=True, exist_ok=True)
     ctx, device = distributed.setup(cfg.device)  # joins a torchrun / srun launch, if any
     if ctx.is_main:  # rank 0 alone writes the run's files; other ranks return None
