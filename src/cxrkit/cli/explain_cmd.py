@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cxrkit.cli import dicom_flags
+from cxrkit.io.atomic import atomic_write_text
 
 console = Console(stderr=True)
 
@@ -38,10 +39,15 @@ def explain_cmd(
         bool, typer.Option("--save-npy", help="also write the raw map (original size) as .npy")
     ] = False,
     box_threshold: Annotated[
-        float, typer.Option(help="boxes around regions >= this fraction of the map's peak")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="boxes around regions >= this fraction of the map's peak"
+        ),
     ] = 0.5,
     boxes: Annotated[bool, typer.Option(help="draw the boxes on the overlay")] = True,
-    alpha: Annotated[float, typer.Option(help="overlay opacity at the hottest point")] = 0.5,
+    alpha: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="overlay opacity at the hottest point")
+    ] = 0.5,
     lungs: Annotated[
         bool, typer.Option(help="report the share of heat inside the lungs (lung model)")
     ] = True,
@@ -99,7 +105,7 @@ def explain_cmd(
             f"{escape(str(path))}: {info['class']} p={info['probability']:.3f} "
             f"-> {info['overlay']}{warning}"
         )
-    (out / "explain.json").write_text(json.dumps(results, indent=2))
+    atomic_write_text(out / "explain.json", json.dumps(results, indent=2))
     if dicom is not None:
         dicom.report()
     console.print(

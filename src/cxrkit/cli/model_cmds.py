@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from cxrkit.cli import dicom_flags
+from cxrkit.io.atomic import atomic_write_text
 
 console = Console(stderr=True)
 #: The runtimes of `Classifier.load` (kept here so `--help` imports no torch).
@@ -275,7 +276,7 @@ def predict_cmd(
         flagged = [r for r in results if r.get("warning")]
         bad = [r for r in results if "error" in r]
         n_ok = len(results) - len(bad)
-        out.write_text(json.dumps(results, indent=2))
+        atomic_write_text(out, json.dumps(results, indent=2))
     else:
         handle = out.open("w", newline="") if out else sys.stdout
         try:

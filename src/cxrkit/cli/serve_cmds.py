@@ -27,8 +27,10 @@ def serve_cmd(
     runtime: Annotated[
         str, typer.Option(help="torch | onnx | onnx-int8 (from cxr export) | openvino")
     ] = "torch",
-    max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload")] = 50,
-    timeout: Annotated[float, typer.Option(help="seconds before a prediction gets 504")] = 60,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest accepted upload")] = 50,
+    timeout: Annotated[
+        float, typer.Option(min=0.01, help="seconds before a prediction gets 504")
+    ] = 60,
     rate_limit: Annotated[
         str, typer.Option(help="requests per client (IP, or the token): N/s, N/min or 'off'")
     ] = "50/s",

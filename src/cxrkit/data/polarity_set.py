@@ -13,6 +13,7 @@ import numpy as np
 
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError, ImageReadError
+from cxrkit.io.atomic import atomic_write_text
 
 log = logging.getLogger("cxrkit.data")
 
@@ -136,7 +137,7 @@ def make_polarity_set(
         },
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
     }
-    (out / MANIFEST).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / MANIFEST, json.dumps(summary, indent=2) + "\n")
     if skipped:
         log.warning("polarity set: %d unreadable film(s) skipped (first: %s)", *_first(skipped))
     return summary

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cxrkit.data.table import MULTILABEL_SEP, UNCERTAIN_COLUMN
 from cxrkit.errors import DatasetError
+from cxrkit.io.atomic import atomic_write_text
 
 UNCERTAIN_POLICIES = ("ignore", "zeros", "ones")
 BASE_COLUMNS = ("path", "label", UNCERTAIN_COLUMN, "patient_id", "view", "sex", "age", "source")
@@ -243,5 +244,5 @@ def write_prepared(
         },
         "notes": prepared.notes,
     }
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return info

@@ -17,6 +17,7 @@ from pathlib import Path
 from cxrkit.data.table import LABELS_CSV, MULTILABEL_SEP, UNCERTAIN_COLUMN
 from cxrkit.datasets.common import BASE_COLUMNS, BOX_COLUMNS, INFO_FILE
 from cxrkit.errors import DatasetError
+from cxrkit.io.atomic import atomic_write_text
 
 
 def _split(value: str) -> list[str]:
@@ -113,5 +114,5 @@ def merge_datasets(sources: list[str | Path], out: str | Path) -> dict:
         "findings": vocabulary,
         "boxes": len(boxes),
     }
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return info

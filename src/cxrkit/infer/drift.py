@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.io.atomic import atomic_write_text
+
 DRIFT_JSON = "drift.json"
 DRIFT_HTML = "drift.html"
 DRIFT_PNG = "ood_scores.png"
@@ -68,7 +70,7 @@ def write_drift_report(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     summary = drift_summary(rows, card)
-    (out / DRIFT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / DRIFT_JSON, json.dumps(summary, indent=2) + "\n")
     scores = [r["ood_score"] for r in rows if r.get("ood_score") is not None]
     figure = _plot_scores(scores, card.get("ood") or {}, out / DRIFT_PNG) if scores else None
     (out / DRIFT_HTML).write_text(_html(summary, figure), encoding="utf-8")

@@ -11,6 +11,7 @@ from cxrkit.data.identity import dataset_name
 from cxrkit.evaluate.pipeline import FILES
 from cxrkit.evaluate.report import write_report
 from cxrkit.evaluate.transfer import comparison_rows, headline, transfer_warnings
+from cxrkit.io.atomic import atomic_write_text
 from cxrkit.models.model_file import read_card
 
 TRANSFER_FILE = "transfer.json"
@@ -50,7 +51,7 @@ def score_external(
     for row, (name, m) in zip(rows[1:], sets[1:], strict=True):
         row["warnings"] = transfer_warnings(base, m, name, base_name)
         warnings += row["warnings"]
-    (out / TRANSFER_FILE).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / TRANSFER_FILE, json.dumps(rows, indent=2, allow_nan=False) + "\n")
     figures = {k: out / f for k, f in FILES.items() if k not in ("metrics", "report")}
     figures = {k: p for k, p in figures.items() if p.is_file()}
     metrics = shown[1]

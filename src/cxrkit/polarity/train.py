@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cxrkit.data.identity import data_record
 from cxrkit.errors import ModelFileError
-from cxrkit.io.atomic import atomic_write
+from cxrkit.io.atomic import atomic_write, atomic_write_text
 from cxrkit.polarity.augment import film_batch, fragment_batch, other_batch, text_stamps
 from cxrkit.polarity.films import (
     LUNG_SPLIT_SOURCES,
@@ -110,7 +110,7 @@ def train_polarity(
         net, thresholds = fit_view_stage(base, data, cfg)
         metrics = finish(net, thresholds, data, cfg, out, data_dirs, exclude, t0)
         metrics["validation"] = base_info
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
     finally:
         torch.set_num_threads(threads)

@@ -12,6 +12,7 @@ import numpy as np
 
 from cxrkit.data.identity import data_record
 from cxrkit.errors import CxrkitError
+from cxrkit.io.atomic import atomic_write_text
 from cxrkit.segment.infer import LungModel, load_lung_model, predict_probs, probs_to_mask
 from cxrkit.segment.metrics import dice, mask_scores, summarize_scores
 from cxrkit.segment.sets import MaskFilm, doubly_masked, load_mask_sets, read_set_split
@@ -230,7 +231,7 @@ def write_results(out_dir: str | Path, summary: dict[str, Any], rows: list[dict[
     """`metrics.json` and `per_film.csv` under `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(_jsonable(summary), indent=2))
     with (out / "per_film.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()

@@ -20,7 +20,7 @@ import torch
 from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
-from cxrkit.io.atomic import remove_temps
+from cxrkit.io.atomic import atomic_write_text, remove_temps
 from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.evaluate import (
@@ -336,7 +336,7 @@ def train_lung_model(
         }
     )
     save_lung_model(out / MODEL_NAME, net, card)
-    (out / "history.json").write_text(json.dumps(history, indent=2))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
 
     results = score_splits(out / MODEL_NAME, films, pairs, out)
     card["views"] = _supported_views(cfg, results.get("val"))
