@@ -49,7 +49,7 @@ def test_a_run_killed_in_epoch_3_resumes_there_and_learns_what_an_unbroken_run_l
     monkeypatch.setattr(seg_train, "predict_probs", real)
     assert state_path(cut).is_file() and not (cut / "model.safetensors").exists()
 
-    with pytest.raises(CxrkitError, match="--resume"):  # a fresh start would lose epochs 1-2
+    with pytest.raises(CxrkitError, match="resume=True"):  # a fresh start would lose epochs 1-2
         train_lung_model(data, cut, _cfg(), show_progress=False)
     with pytest.raises(CxrkitError, match="lr"):  # other options: refused, state kept
         train_lung_model(data, cut, _cfg(lr=5e-4), show_progress=False, resume=True)

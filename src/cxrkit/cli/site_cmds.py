@@ -38,7 +38,7 @@ def calibrate_cmd(
     folds: Annotated[
         int, typer.Option(min=2, help="cross-validation folds for the printed figures")
     ] = 5,
-    n_bootstrap: Annotated[int, typer.Option(min=1, help="bootstrap resamples for the CIs")] = 1000,
+    n_bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the CIs")] = 1000,
     ci_width: Annotated[
         float, typer.Option(help="warn when the accuracy CI is wider than +/- this")
     ] = 0.05,

@@ -92,7 +92,7 @@ def load_state(
     if changed:
         raise CxrkitError(
             f"{path}: the run was started with other options ({', '.join(changed)}); resume "
-            "with the same options, or start a fresh run without --resume"
+            "with the same options, or start a fresh run in another output folder"
         )
     for name, module in modules.items():
         if module is not None:

@@ -178,8 +178,8 @@ def train_lung_model(
     resuming = resume and state_path(out).is_file()
     if not resume and state_path(out).is_file():  # never throw a killed run's epochs away
         raise CxrkitError(
-            f"{out} holds an unfinished run ({STATE_NAME}): add --resume to continue it, or "
-            f"delete {state_path(out)} (or choose another --out) to start afresh"
+            f"{out} holds an unfinished run ({STATE_NAME}): pass resume=True to continue it, "
+            f"or delete {state_path(out)} (or choose another output folder) to start afresh"
         )
     remove_temps(state_path(out))  # a state write cut short by a kill
     splits = read_set_split(out / "split.csv", all_films) if resuming else _split(all_films, cfg)

@@ -76,8 +76,8 @@ def train(
     unfinished = out / "checkpoints" / "last.pt"
     if not resume and unfinished.is_file() and not (out / MODEL_NAME).is_file():
         raise CxrkitError(  # a fresh start would delete the killed run's epochs
-            f"{out} holds an unfinished run ({unfinished}): add --resume to continue it, or "
-            "delete its checkpoints folder (or choose another --out) to start afresh"
+            f"{out} holds an unfinished run ({unfinished}): pass resume=True to continue it, "
+            "or delete its checkpoints folder (or choose another output folder) to start afresh"
         )
     out.mkdir(parents=True, exist_ok=True)
     ctx, device = distributed.setup(cfg.device)  # joins a torchrun / srun launch, if any
