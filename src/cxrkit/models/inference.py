@@ -16,6 +16,12 @@ def logits_to_probs(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def is_probability_row(p: np.ndarray, n: int) -> bool:
+    """Whether `p` is `n` finite numbers in [0, 1] (NaN fails every comparison)."""
+    values = np.asarray(p, dtype=np.float64)
+    return values.shape == (n,) and bool(np.all((values >= 0) & (values <= 1)))
+
+
 def label_row(
     p: np.ndarray, classes: list[str], task: str, thresholds: list[float]
 ) -> dict[str, Any]:
@@ -24,8 +30,7 @@ def label_row(
     Probabilities that are not finite numbers in [0, 1] give `{"error": reason}` and no
     label: a broken model output must never turn into a diagnosis.
     """
-    values = np.asarray(p, dtype=np.float64)
-    if values.shape != (len(classes),) or not np.all((values >= 0) & (values <= 1)):
+    if not is_probability_row(p, len(classes)):
         return {"error": "the model gave non-finite or out-of-range probabilities; no label"}
     probs = {c: float(v) for c, v in zip(classes, p, strict=True)}
     if task == "multilabel":

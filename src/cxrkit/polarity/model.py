@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from cxrkit.errors import ModelFileError, ModelOutputError
+from cxrkit.models.inference import is_probability_row
 from cxrkit.polarity.net import (
     CLASSES,
     LATERAL,
@@ -97,12 +98,11 @@ def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
 def require_valid_row(p: np.ndarray) -> np.ndarray:
     """`p` as float64 when it is one finite probability row in [0, 1], else
     `ModelOutputError`: a broken output must never become a polarity, view or verdict."""
-    values = np.asarray(p, dtype=np.float64)
-    if values.shape != (len(CLASSES) + 1,) or not np.all((values >= 0) & (values <= 1)):
+    if not is_probability_row(p, len(CLASSES) + 1):
         raise ModelOutputError(
             "the screening model gave non-finite or out-of-range probabilities; no verdict"
         )
-    return values
+    return np.asarray(p, dtype=np.float64)
 
 
 def polarity_of(p: np.ndarray) -> tuple[str, float]:
