@@ -168,9 +168,7 @@ def train_cmd(
     progress, and the same command with --resume continues."""
     from cxrkit.segment.train import SegTrainConfig, train_lung_model
 
-    if size % 32:
-        raise typer.BadParameter("size must be a multiple of 32", param_hint="--size")
-    cfg = SegTrainConfig(
+    cfg = SegTrainConfig(  # refuses bad options (size, epochs, encoder...) before any work
         encoder=encoder,
         weights=str(weights) if weights else None,
         init=str(init) if init else None,
