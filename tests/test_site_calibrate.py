@@ -43,7 +43,18 @@ def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
     assert new["training_thresholds"] == old["thresholds"]
     assert new["threshold_method"] == old["threshold_method"]
     assert new["thresholds"] == [rec["threshold"]]
-    assert new["probability_calibration"]["method"] == "platt"
+    assert rec["fitted_probability_calibration"]["method"] == "platt"
+    assert rec["model_threshold"] == old["thresholds"][0]
+    if rec["decision"] == "kept":  # the card decides exactly as before
+        assert new["thresholds"] == old["thresholds"]
+        assert "probability_calibration" not in new and not rec["changed"]
+    else:
+        assert new["probability_calibration"] == rec["fitted_probability_calibration"]
+    res = rec["resampled"]
+    assert res["resamples"] == 200 and res["objective"] == "expected cost saved per film"
+    assert res["gain"]["interval"][0] <= res["gain"]["mean"] <= res["gain"]["interval"][1]
+    assert 0.0 <= res["probability_hurt"] <= 1.0
+    assert (rec["decision"] == "threshold") == (res["gain"]["interval"][0] > 0)
     assert rec["set"] == "kermany_site" and rec["n_films"] == 100
     assert rec["class_counts"] == {"normal": 38, "pneumonia": 62}
     assert rec["labels_sha256"] == sha256(calibrated["site"] / "labels.csv")
@@ -65,10 +76,10 @@ def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
     assert len(rec["fold_thresholds"]) == rec["folds"] == 5
     assert calibrated["report"]["site_calibration"] == rec
     # no absolute path anywhere in what the site calibration writes
-    text = json.dumps({k: new[k] for k in ("site_calibration", "probability_calibration")})
+    text = json.dumps({k: new.get(k) for k in ("site_calibration", "probability_calibration")})
     assert str(calibrated["site"]) not in text and "/" not in rec["set"]
     for key, value in old.items():  # everything else in the card is as it was
-        if key not in ("thresholds",):
+        if key not in ("thresholds", "selection_sets"):
             assert new[key] == value, key
 
 
@@ -124,8 +135,14 @@ def test_too_small_site_set_warns(site_dir: Path, tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert "warning:" in err and "fewer than 30" in err
-    assert "after (cross-validated)" in err and "positive rate" in err
-    rec = read_card(tmp_path / "c.safetensors")["site_calibration"]
+    assert "after (fitted change, cross-validated)" in err and "positive rate" in err
+    # a target sensitivity is a constraint the user asked for: applied, its interval printed
+    assert "held-out sensitivity of the fitted threshold" in err and "CHANGED the model" in err
+    card = read_card(tmp_path / "c.safetensors")
+    rec = card["site_calibration"]
+    assert rec["decision"] == "threshold" and card["thresholds"] == [rec["fitted_threshold"]]
+    assert card["probability_calibration"]["method"] == "isotonic"
+    assert card["selection_sets"][0]["name"] == "tiny_site"
     assert rec["set"] == "tiny_site" and rec["n_films"] == 16
     assert any("fewer than 30" in w for w in rec["warnings"])
 
@@ -209,5 +226,5 @@ def test_platt_slope_is_readable_from_the_report(calibrated: dict) -> None:
     with safe_open(str(calibrated["out"]), framework="pt") as fh:
         meta = fh.metadata()
     assert "cxrkit_card" in meta
-    params = calibrated["report"]["probability_calibration"]["params"]
+    params = calibrated["report"]["site_calibration"]["fitted_probability_calibration"]["params"]
     assert set(params) == {"a", "b"}

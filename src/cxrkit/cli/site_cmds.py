@@ -38,6 +38,21 @@ def calibrate_cmd(
     folds: Annotated[
         int, typer.Option(min=2, help="cross-validation folds for the printed figures")
     ] = 5,
+    resamples: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="random patient halves (fit on one, score the other) that decide whether "
+            "the fitted change is written",
+        ),
+    ] = 200,
+    group_by_file: Annotated[
+        bool,
+        typer.Option(
+            "--group-by-file",
+            help="the set has no patient_id: treat each film as its own patient",
+        ),
+    ] = False,
     n_bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the CIs")] = 1000,
     ci_width: Annotated[
         float, typer.Option(help="warn when the accuracy CI is wider than +/- this")
@@ -63,6 +78,8 @@ def calibrate_cmd(
         method=method,
         probabilities=probabilities,
         folds=folds,
+        resamples=resamples,
+        group_by_file=group_by_file,
         n_bootstrap=n_bootstrap,
         ci_width=ci_width,
         batch_size=batch_size,
@@ -75,13 +92,59 @@ def calibrate_cmd(
     rec = report["site_calibration"]
     cv = rec["cross_validated"]
     console.print(
-        f"site {rec['set']}: {rec['n_films']} films {rec['class_counts']}; threshold "
-        f"{rec['method']} -> {rec['threshold']:.4f}, probabilities {rec['probabilities']}; "
+        f"site {rec['set']}: {rec['n_films']} films {rec['class_counts']}; fitted threshold "
+        f"{rec['method']} -> {rec['fitted_threshold']:.4f}, probabilities {rec['probabilities']}; "
         f"figures cross-validated over {rec['folds']} patient-grouped folds",
         highlight=False,
     )
     console.print(_table(cv["before"], cv["after"]), highlight=False)
+    for line in guard_lines(rec):
+        console.print(line, highlight=False)
     console.print(f"wrote {report['out']}", highlight=False)
+
+
+def guard_lines(rec: dict[str, Any]) -> list[str]:
+    """The resampled gain with its interval, P(hurt) and what the new file holds."""
+    res = rec["resampled"]
+    gain, acc = res["gain"], res["accuracy_change"]
+    lo, hi = gain["interval"]
+    width = res["interval_percentiles"][1] - res["interval_percentiles"][0]
+    lines = [
+        f"resampled over {res['resamples']} patient-grouped halves (fit on "
+        f"{res['films_fitted_per_resample']} films, scored on the rest): change in "
+        f"{res['objective']} {gain['mean']:+.3f} ({width:.0f} % interval {lo:+.3f} to {hi:+.3f}),"
+        f" P(hurt) {res['probability_hurt']:.2f}; accuracy {acc['mean']:+.3f} "
+        f"({acc['interval'][0]:+.3f} to {acc['interval'][1]:+.3f})"
+    ]
+    sens = res["held_out_sensitivity"]
+    if rec["method"].startswith("sensitivity"):
+        lines.append(
+            f"held-out sensitivity of the fitted threshold: {sens['mean']:.3f} "
+            f"({sens['interval'][0]:.3f} to {sens['interval'][1]:.3f})"
+        )
+    n = rec["n_films"]
+    old, new = rec["model_threshold"], rec["threshold"]
+    if rec["decision"] == "threshold":
+        why = (
+            "a constraint asked for: applied"
+            if rec["method"].startswith("sensitivity")
+            else "gain beyond noise"
+        )
+        lines.append(
+            f"{why}: threshold {old:.4f} -> {new:.4f}, map {rec['probabilities']}: "
+            "CHANGED the model"
+        )
+    elif rec["decision"] == "probabilities":
+        lines.append(
+            f"no measurable gain on {n} films: decisions kept (threshold {old:.4f} carried "
+            f"through the new {rec['probabilities']} map as {new:.4f}, which lowers the ECE)"
+        )
+    else:
+        lines.append(
+            f"no measurable gain on {n} films: threshold kept ({old:.4f}); the model's "
+            "decisions and probabilities are unchanged"
+        )
+    return lines
 
 
 def adapt_cmd(
@@ -175,7 +238,7 @@ def _cell(fig: dict[str, Any], key: str) -> str:
 
 
 def _table(before: dict[str, Any], after: dict[str, Any]) -> str:
-    rows = [("", "before (model as given)", "after (cross-validated)")]
+    rows = [("", "before (model as given)", "after (fitted change, cross-validated)")]
     for key in ("auc", "accuracy", "sensitivity", "specificity", "ece"):
         rows.append((key, _cell(before, key), _cell(after, key)))
     rows.append(

@@ -33,6 +33,21 @@ def data_record(source: str | Path) -> dict[str, Any]:
     return record
 
 
+def listing_sha256(table: Any) -> str:
+    """Content hash of a set without a labels.csv: its sorted `relpath,labels` lines."""
+    import hashlib
+
+    lines = sorted(f"{table.relpath(r)},{'|'.join(r.labels)}" for r in table.records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def set_fingerprint(source: str | Path, table: Any) -> str:
+    """The fingerprint a card names a labelled set by: the SHA-256 of its labels.csv, or of
+    its listing (`listing_sha256`) for a folder-per-class set."""
+    labels = labels_file(source)
+    return file_sha256(labels) if labels.is_file() else listing_sha256(table)
+
+
 def portable_paths(values: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """`values` with each path option named in `keys` cut to its file or folder name, so a
     config saved in a model card shows nothing of the machine it was trained on."""

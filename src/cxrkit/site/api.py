@@ -8,13 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.data.selection import add_selection_set
 from cxrkit.errors import CxrkitError
 from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.model_file import find_model_file, load_model_file, provenance
-from cxrkit.site.calibrate import check_methods, fit_site, site_card
+from cxrkit.site.calibrate import check_methods, site_card
 from cxrkit.site.crossval import DEFAULT_CI_WIDTH, cross_validated, site_figures, size_warnings
 from cxrkit.site.films import film_loader, labelled_site, network_probabilities, unlabelled_site
+from cxrkit.site.guard import guarded_fit
 from cxrkit.site.model_copy import check_out_path, write_model_copy
+from cxrkit.site.resample import DEFAULT_RESAMPLES
 
 
 def _stamp() -> dict[str, str]:
@@ -31,6 +34,8 @@ def calibrate_model(
     method: str = "youden",
     probabilities: str = "temperature",
     folds: int = 5,
+    resamples: int = DEFAULT_RESAMPLES,
+    group_by_file: bool = False,
     n_bootstrap: int = 1000,
     ci_width: float = DEFAULT_CI_WIDTH,
     batch_size: int = 32,
@@ -41,8 +46,18 @@ def calibrate_model(
 ) -> dict[str, Any]:
     """Fit threshold and probability calibration on a labelled site set; write a new model file.
 
-    Returns a report: the site, the fitted threshold and calibration, cross-validated
-    figures before (the model as given) and after (fitted on the other folds), warnings.
+    The fitted change is written only when it earns it (`cxrkit.site.resample`): over
+    `resamples` random patient halves of the site (fit on one, score the other) the lower
+    end of the 90 % interval of the gain in what `method` optimises must lie above zero
+    (`sensitivity:X` is a constraint and always applied). Otherwise the new file keeps the
+    model's threshold (and its map, unless a monotone map lowers the held-out ECE reliably)
+    and its record says so. Patients come from the set's `patient_id` column; a set without
+    one is refused unless `group_by_file` (each film its own patient) says so on purpose.
+
+    Returns a report: the site, the decision and its resampled evidence, the fitted
+    threshold and calibration, cross-validated figures before (the model as given) and
+    after (the fitted change, fitted on the other folds: they complement the resamples
+    with whole-set out-of-fold figures and CIs), warnings.
     The new card's `name` / `version` (DICOM reports) are `model_name` / `model_version`,
     else the source card's, else the output folder's name and the cxrkit version.
     """
@@ -53,6 +68,12 @@ def calibrate_model(
     if card.get("task") != "binary":
         raise CxrkitError(f"cxr calibrate supports binary models; this one is {card.get('task')}")
     site = labelled_site(data, card)
+    if not (site.patient_ids_given or group_by_file):
+        raise CxrkitError(
+            f"{site.name}: no patient_id for every film, so resampling cannot keep a patient's "
+            "films on one side; add a patient_id column, or pass --group-by-file to treat "
+            "each film as its own patient"
+        )
     probs_raw, got = network_probabilities(
         model, card, film_loader(site.paths, card, batch_size, num_workers)
     )
@@ -73,15 +94,18 @@ def calibrate_model(
     )
     after = site_figures(y, oof_probs, oof_pred, names, n_bootstrap, seed)
     warnings = size_warnings(counts, after, ci_width)
-    cal, thresholds = fit_site(y, probs_raw, card, method, probabilities)
+    fit = guarded_fit(y, probs_raw, groups, card, method, probabilities, resamples, seed)
+    cal = fit.fitted_calibration
     if cal["method"] == "platt" and cal["params"]["a"] <= 0:
         warnings.append(
             f"the fitted Platt slope is {cal['params']['a']:.3g} (<= 0): the model does not rank "
             "this site's films the right way round; check the site set and the model"
         )
 
-    new = site_card(copy.deepcopy(card), cal)
-    new["thresholds"] = thresholds
+    new = copy.deepcopy(card)
+    if fit.changed:
+        new = site_card(new, fit.calibration)
+        new["thresholds"] = [fit.threshold]
     new["training_thresholds"] = card.get("training_thresholds", card.get("thresholds", []))
     record: dict[str, Any] = {
         "set": site.name,
@@ -91,20 +115,36 @@ def calibrate_model(
         "labels_sha256": site.labels_sha256,
         "method": method,
         "probabilities": probabilities,
-        "threshold": thresholds[0],
+        "decision": fit.decision,
+        "changed": fit.changed,
+        "threshold": fit.threshold,
+        "model_threshold": float(before_t),
+        "fitted_threshold": fit.fitted_threshold,
+        "fitted_probability_calibration": fit.fitted_calibration,
+        "resampled": fit.resampled,
+        "group_by_file": bool(group_by_file and not site.patient_ids_given),
         "folds": folds,
         "fold_thresholds": fold_t,
         **_stamp(),
         "cross_validated": {"before": before, "after": after},
         "warnings": warnings,
     }
-    if card.get("prior_shift"):
+    if card.get("prior_shift") and fit.changed:
         record["replaced_prior_shift"] = card["prior_shift"]
+    if fit.decision == "threshold":
+        used = "site threshold" if fit.calibration["method"] == "none" else "site threshold, map"
+        new["selection_sets"] = add_selection_set(
+            card.get("selection_sets"), site.name, site.labels_sha256, [used]
+        )
     new["site_calibration"] = record
     new["name"] = model_name or card.get("name") or Path(dst).resolve().parent.name
     new["version"] = model_version or card.get("version") or _stamp()["cxrkit_version"]
     write_model_copy(source, dst, new)
-    return {"out": str(dst), "site_calibration": record, "probability_calibration": cal}
+    return {
+        "out": str(dst),
+        "site_calibration": record,
+        "probability_calibration": new.get("probability_calibration") or {"method": "none"},
+    }
 
 
 def adapt_model(

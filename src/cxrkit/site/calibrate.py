@@ -7,8 +7,15 @@ from typing import Any
 import numpy as np
 
 from cxrkit.errors import CxrkitError
-from cxrkit.evaluate.thresholds import choose_thresholds, parse_threshold_method
-from cxrkit.models.calibration import PROBABILITY_METHODS, apply_card_calibration, binary_logit
+from cxrkit.evaluate.thresholds import choose_threshold, parse_threshold_method
+from cxrkit.models.calibration import (
+    PROBABILITY_METHODS,
+    apply_card_calibration,
+    binary_logit,
+    sigmoid,
+)
+
+BAGS = 25  # bootstrap resamples whose thresholds' median is the site threshold
 
 
 def check_methods(method: str, probabilities: str) -> None:
@@ -69,11 +76,49 @@ def _fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
 def fit_site(
     y: np.ndarray, raw_probs: np.ndarray, card: dict[str, Any], method: str, probabilities: str
 ) -> tuple[dict[str, Any], list[float]]:
-    """Calibration map on the network's probabilities, then the threshold on the calibrated ones."""
+    """Calibration map on the network's probabilities, then the threshold on the calibrated ones.
+
+    The threshold is `robust_threshold`'s: it does not chase the extremes of a small set.
+    """
     cal = fit_probability_calibration(y, raw_probs, probabilities)
     calibrated = apply_card_calibration(raw_probs, site_card(card, cal))
-    thresholds = choose_thresholds(y, calibrated, card["task"], method=method)
-    return cal, [float(t) for t in thresholds]
+    return cal, [robust_threshold(y, calibrated[:, 1], method)]
+
+
+def robust_threshold(y: np.ndarray, scores: np.ndarray, method: str, bags: int = BAGS) -> float:
+    """A threshold for `method` that neither sits on one film's score nor follows a few films.
+
+    Each cut is placed halfway, in log-odds, between the film it admits and the next
+    lower score (never at the edge of the site's score range), and the result is the
+    median, in log-odds, of that cut over `bags` class-stratified bootstrap resamples of
+    the films (seeded: the same films give the same threshold). `sensitivity:X` is a
+    constraint on these films and takes the single interior cut that meets it.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    by_class = [np.flatnonzero(y == c) for c in (0, 1)]
+    cuts = [_interior_logit(y, s, method)]
+    if parse_threshold_method(method)[0] == "sensitivity":
+        bags = 1  # a constraint on these films: a median could fall short of the target
+    for _ in range(max(bags - 1, 0)):
+        pick = np.concatenate([rng.choice(idx, size=idx.size, replace=True) for idx in by_class])
+        cuts.append(_interior_logit(y[pick], s[pick], method))
+    return float(sigmoid(np.asarray(np.median(cuts))))
+
+
+def _interior_logit(y: np.ndarray, s: np.ndarray, method: str) -> float:
+    """`choose_threshold`'s cut moved halfway (log-odds) to the next lower score."""
+    eps = 1e-12
+    z = np.log(np.clip(s, eps, 1.0)) - np.log(np.clip(1.0 - s, eps, 1.0))
+    t = choose_threshold(y, s, method=method)
+    zt = float(np.log(max(t, eps)) - np.log(max(1.0 - t, eps)))
+    if parse_threshold_method(method)[0] == "midpoint":
+        return zt  # already between the classes' medians
+    below = z[s < t]
+    if below.size == 0:
+        return zt
+    return 0.5 * (zt + float(below.max()))
 
 
 def site_card(card: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit.data.cache import file_sha256
-from cxrkit.data.identity import dataset_name, labels_file
+from cxrkit.data.identity import dataset_name, labels_file, set_fingerprint
 from cxrkit.data.table import load_table
 from cxrkit.errors import CxrkitError, DatasetError
 
@@ -28,10 +26,12 @@ class SiteSet:
     groups: np.ndarray | None = None
     labels_sha256: str | None = None
     class_counts: dict[str, int] | None = None
+    patient_ids_given: bool = False
 
 
 def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
-    """A labelled site set in the card's classes; patients from `patient_id` when present."""
+    """A labelled site set in the card's classes; patients from `patient_id` when present
+    (`patient_ids_given` says whether every film has one)."""
     src = Path(data).expanduser()
     if not src.exists():
         raise DatasetError(f"{src}: no such site set (a labels.csv or a folder holding one)")
@@ -41,15 +41,14 @@ def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
         task=card["task"],
         class_names=card["class_names"],
     )
-    labels = labels_file(src)
-    digest = file_sha256(labels) if labels.is_file() else _listing_sha256(table)
     return SiteSet(
         name=dataset_name(src),
         paths=[rec.path for rec in table.records],
         y=table.targets(),
         groups=np.asarray(table.patient_ids()),
-        labels_sha256=digest,
+        labels_sha256=set_fingerprint(src, table),
         class_counts=table.class_counts(),
+        patient_ids_given=all((rec.row.get("patient_id") or "").strip() for rec in table.records),
     )
 
 
@@ -81,12 +80,6 @@ def _csv_paths(csv_file: Path) -> list[Path]:
     root = csv_file.parent.absolute()
     found = [root / (r.get("path") or "").strip() for r in rows if (r.get("path") or "").strip()]
     return [p for p in found if p.is_file()]
-
-
-def _listing_sha256(table: Any) -> str:
-    """Content hash of a class-folder set: sorted `relpath,label` lines."""
-    lines = sorted(f"{table.relpath(r)},{'|'.join(r.labels)}" for r in table.records)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def film_loader(

@@ -1,0 +1,96 @@
+"""What `cxr calibrate` writes: the fitted change only when the resamples show it earns it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cxrkit.models.calibration import apply_card_calibration
+from cxrkit.site.calibrate import fit_site, site_card
+from cxrkit.site.resample import (
+    DEFAULT_RESAMPLES,
+    guard_decision,
+    model_decisions,
+    resampled_gain,
+)
+
+NONE_MAP = {"method": "none", "params": {}}
+
+
+@dataclass
+class GuardedFit:
+    """The fit on all the site's films, the resampled evidence and what is written.
+
+    `decision` is ``threshold`` (fitted map and threshold written), ``probabilities``
+    (fitted map written, the model's decisions carried through it unchanged) or ``kept``
+    (the card's map and threshold as they were).
+    """
+
+    decision: str
+    fitted_calibration: dict[str, Any]
+    fitted_threshold: float
+    calibration: dict[str, Any]
+    threshold: float
+    resampled: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything the card decides with is new."""
+        return self.decision != "kept"
+
+
+def guarded_fit(
+    y: np.ndarray,
+    raw_probs: np.ndarray,
+    groups: np.ndarray,
+    card: dict[str, Any],
+    method: str,
+    probabilities: str,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> GuardedFit:
+    """Fit the site's map and threshold, resample its gain, keep the model unless it earns it."""
+    cal, thresholds = fit_site(y, raw_probs, card, method, probabilities)
+    evidence = resampled_gain(y, raw_probs, groups, card, method, probabilities, resamples, seed)
+    summary = evidence.summary()
+    decision = guard_decision(summary, method, probabilities)
+    old_cal = card.get("probability_calibration") or dict(NONE_MAP)
+    old_t = float((card.get("thresholds") or [0.5])[0])
+    keep = GuardedFit("kept", cal, thresholds[0], old_cal, old_t, summary)
+    if decision == "threshold":
+        return GuardedFit(decision, cal, thresholds[0], cal, thresholds[0], summary)
+    if decision == "probabilities":
+        carried = carried_threshold(raw_probs, card, cal)
+        if carried is not None:
+            return GuardedFit(decision, cal, thresholds[0], cal, carried, summary)
+    return keep
+
+
+def carried_threshold(
+    raw_probs: np.ndarray, card: dict[str, Any], cal: dict[str, Any]
+) -> float | None:
+    """The threshold under map `cal` that labels every film as the card does now, or None.
+
+    The card's decision boundary is found on the network's own probability (bisection in
+    log-odds, all maps being monotone) and sent through `cal`; None when a film of the set
+    would change label (a map that is flat or reversed there).
+    """
+    _, old_pred = model_decisions(raw_probs, card)
+    old_t = float((card.get("thresholds") or [0.5])[0])
+
+    def positive(z: float, which: dict[str, Any]) -> float:
+        p1 = 1.0 / (1.0 + np.exp(-z))
+        return float(apply_card_calibration(np.array([[1.0 - p1, p1]]), which)[0, 1])
+
+    lo, hi = -40.0, 40.0
+    if positive(hi, card) < old_t or positive(lo, card) >= old_t:
+        return None
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if positive(mid, card) >= old_t else (mid, hi)
+    new_card = site_card(card, cal)
+    new_t = positive(hi, new_card)
+    new_pred = (apply_card_calibration(raw_probs, new_card)[:, 1] >= new_t).astype(np.int64)
+    return new_t if np.array_equal(new_pred, old_pred) else None
