@@ -54,7 +54,7 @@ def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
     assert res["resamples"] == 200 and res["objective"] == "expected cost saved per film"
     assert res["gain"]["interval"][0] <= res["gain"]["mean"] <= res["gain"]["interval"][1]
     assert 0.0 <= res["probability_hurt"] <= 1.0
-    assert (rec["decision"] == "threshold") == (res["gain"]["interval"][0] > 0)
+    assert (rec["decision"] == "threshold") == (res["gain"]["mean"] > res["gain"]["sd"])
     assert rec["set"] == "kermany_site" and rec["n_films"] == 100
     assert rec["class_counts"] == {"normal": 38, "pneumonia": 62}
     assert rec["labels_sha256"] == sha256(calibrated["site"] / "labels.csv")

@@ -12,12 +12,15 @@ given and with the fitted change. The distribution of the difference in the metr
 - ``sensitivity:X``: a constraint the user asked for, applied whatever the resamples say;
   its held-out sensitivity interval is reported.
 
-Rule (documented in docs/SITE.md): the new threshold is written only when the lower end
-of the gain's 90 % interval (its 5th percentile over the resamples) is above zero. Else the
-model's own decisions are kept; a new probability map is still written when the
-reduction of the held-out ECE has its 5th percentile above zero and the map is monotone
-(temperature, Platt with a positive slope), with the old threshold carried through it so
-that no film's label changes.
+Rule (documented in docs/SITE.md), a one-standard-error rule: the new threshold is
+written only when the mean gain over the resamples exceeds one standard deviation of the
+resampled gain (mean - sd > 0). Otherwise the model's own decisions are kept; a new
+probability map is still written when the held-out ECE reduction passes the same rule and
+the map is monotone (temperature, Platt with a positive slope), with the old threshold
+carried through it so that no film's label changes. The rule was chosen on synthetic
+sites (binormal scores, AUC 0.99, 100 films, shifts of 0 to 3 log-odds), not on real films:
+against the stricter "5th percentile above zero" it kept the same never-apply record
+without a shift and took +3.9 instead of +2.9 accuracy points at a shift of 1 log-odds.
 """
 
 from __future__ import annotations
@@ -177,12 +180,17 @@ def resampled_gain(
     )
 
 
+def beyond_noise(figure: dict[str, Any]) -> bool:
+    """The one-standard-error rule: the mean change exceeds its resampled spread."""
+    return figure["mean"] - figure["sd"] > 0
+
+
 def guard_decision(summary: dict[str, Any], method: str, probabilities: str) -> str:
     """``threshold`` (write the fitted change), ``probabilities`` (new map, same decisions)
     or ``kept`` (the model as given), by the rule in the module doc."""
     name, _ = parse_threshold_method(method)
-    if name == "sensitivity" or summary["gain"]["interval"][0] > 0:
+    if name == "sensitivity" or beyond_noise(summary["gain"]):
         return "threshold"
-    if probabilities in ("temperature", "platt") and summary["ece_reduction"]["interval"][0] > 0:
+    if probabilities in ("temperature", "platt") and beyond_noise(summary["ece_reduction"]):
         return "probabilities"
     return "kept"
