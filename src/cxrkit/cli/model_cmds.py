@@ -344,6 +344,8 @@ def _print_external(out: Path) -> None:
         line += f"  AUC={auc:.4f}" if auc is not None else ""
         if row.get("sensitivity") is not None and row.get("specificity") is not None:
             line += f"  sensitivity={row['sensitivity']:.4f}  specificity={row['specificity']:.4f}"
+        if row.get("used_for_selection"):
+            line += "  (used for selection: optimistic)"
         console.print(line, highlight=False)
         for w in row.get("warnings", []):
             console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
@@ -358,4 +360,6 @@ def _print_headline(metrics: dict, out: Path) -> None:
             f"  sensitivity={metrics['sensitivity']:.4f}  specificity={metrics['specificity']:.4f}"
         )
     console.print(line)
+    if metrics.get("used_for_selection"):
+        console.print(f"[yellow]{escape(metrics['selection']['note'])}[/]", highlight=False)
     console.print(f"report: {out / 'report.html'}")

@@ -37,11 +37,15 @@ def evaluate_predictions(
     seed: int = 0,
     history: Sequence[Mapping[str, Any]] | None = None,
     comparison: Sequence[Mapping[str, Any]] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute metrics and write ``metrics.json``, ``confusion_matrix.png``, ``roc.png``,
     ``pr.png``, ``reliability.png`` (plus ``training_curves.png`` when ``history`` is given)
     and ``report.html`` into ``out_dir``. Returns the metrics dict. ``comparison`` rows
-    (`cxrkit.evaluate.transfer.comparison_rows`) appear as "Internal vs external"."""
+    (`cxrkit.evaluate.transfer.comparison_rows`) appear as "Internal vs external".
+    ``selection`` (`cxrkit.data.selection.selection_flag`) says whether the model card lists
+    this set as one that chose something: its figures are then marked "used for selection:
+    optimistic" (metrics.json ``used_for_selection``, the report's warnings)."""
     from cxrkit.evaluate import plots as P  # matplotlib is imported only here
 
     out = Path(out_dir)
@@ -49,6 +53,11 @@ def evaluate_predictions(
     metrics = compute_metrics(
         y_true, probs, class_names, task, thresholds=thresholds, n_bootstrap=n_bootstrap, seed=seed
     )
+    if selection is not None:  # `cxrkit.data.selection.selection_flag`: did this set choose?
+        metrics["selection"] = dict(selection)
+        metrics["used_for_selection"] = bool(selection.get("used_for_selection"))
+        if metrics["used_for_selection"]:
+            metrics["warnings"] = [selection["note"], *(metrics.get("warnings") or [])]
     (out / FILES["metrics"]).write_text(
         json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )

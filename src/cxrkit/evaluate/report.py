@@ -115,8 +115,11 @@ def _comparison(rows: Sequence[Mapping[str, Any]]) -> str:
     header.append("ECE")
     body = []
     for r in rows:
+        name = str(r.get("set", ""))
+        if r.get("used_for_selection"):
+            name += " (used for selection: optimistic)"
         row = [
-            escape(str(r.get("set", ""))),
+            escape(name),
             _fmt(r.get("n")),
             _fmt_ci(r.get("auc"), r.get("auc_ci")),
             _fmt_ci(r.get("accuracy"), r.get("accuracy_ci")),

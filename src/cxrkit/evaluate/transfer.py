@@ -21,6 +21,7 @@ HEADLINE_KEYS = (
     "ece",
     "predicted_positive_rate",
     "prevalence",
+    "used_for_selection",
 )
 
 #: A drop beyond these (external vs internal) earns a warning in the report.

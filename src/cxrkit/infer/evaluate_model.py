@@ -40,6 +40,8 @@ def evaluate_model(
 
     The report puts the result beside the internal test figures kept in the model card;
     each `external` set is scored too (into `out_dir/external/NAME/`) and shown alongside.
+    A set the card's `selection_sets` lists (by fingerprint) is marked "used for selection:
+    optimistic" in metrics.json, the report and the printout.
     """
     if split_file is not None and not split:
         raise CxrkitError("`split_file` needs `split` (train, val or test)")
@@ -76,6 +78,10 @@ def evaluate_model(
     if len(got) == 0:
         raise CxrkitError(f"{data}: no readable films to evaluate")
     y = table.targets()[got]
+    from cxrkit.data.identity import set_fingerprint
+    from cxrkit.data.selection import selection_flag
+
+    selection = selection_flag(card, set_fingerprint(data, table))
     title = f"cxrkit evaluation — {card['architecture']} on {Path(data).name}" + (
         f" ({split})" if split else ""
     )
@@ -89,6 +95,7 @@ def evaluate_model(
         title=title,
         model_card=card,
         n_bootstrap=n_bootstrap,
+        selection=selection,
     )
     metrics["skipped_rows"] = len(table.skipped)
     metrics["unreadable_films"] = len(indices) - len(got)

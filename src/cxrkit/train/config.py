@@ -69,6 +69,10 @@ class TrainConfig:
     device: str = "auto"
     model_name: str | None = None  # the card's `name` (DICOM reports); None: the run folder's
     model_version: str | None = None  # the card's `version`; None: the cxrkit version
+    # labelled sets that chose anything about this model (recipe, head, threshold method...):
+    # {path: [what it chose]}; the card lists them by fingerprint and `cxr evaluate` marks
+    # their figures "used for selection: optimistic" (cxrkit.data.selection)
+    selection_sets: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         """Check every option on construction: types first, then allowed values."""
@@ -179,6 +183,13 @@ def _validate(cfg: TrainConfig) -> None:
     from cxrkit.evaluate.thresholds import parse_threshold_method
 
     parse_threshold_method(cfg.threshold_method, cfg.target_sensitivity)  # one spelling rule
+    for source, used in (cfg.selection_sets or {}).items():
+        chose = [used] if isinstance(used, str) else used
+        if not (isinstance(chose, list) and chose and all(isinstance(u, str) for u in chose)):
+            raise CxrkitError(
+                f"selection_sets[{source!r}] must name what the set chose (a string or a list "
+                f"of strings, e.g. [recipe, threshold method]), got {used!r}"
+            )
     if cfg.task not in (None, "binary", "multiclass", "multilabel"):
         raise CxrkitError(f"task must be binary, multiclass or multilabel, got {cfg.task!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1:

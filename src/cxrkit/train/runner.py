@@ -94,6 +94,7 @@ def train(
         )
 
     table = load_table(data, label_column=cfg.label_column, task=cfg.task)
+    selection_sets = selection_records(cfg)  # before training: a wrong path costs nothing
     if table.skipped:
         log.warning("%d rows skipped (first: %s)", len(table.skipped), table.skipped[0])
     if cfg.max_images and len(table) > cfg.max_images:
@@ -218,6 +219,7 @@ def train(
     card = _model_card(
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
+    card["selection_sets"] = selection_sets
     card["ood"] = reference.card()
     card["training"]["processes"] = ctx.world_size  # data-parallel ranks (1: one process)
     if cfg.shards:  # `data`'s train split gave only the class weights and the reference
@@ -471,6 +473,23 @@ def model_identity(cfg: TrainConfig, out: Path) -> dict[str, str]:
 _PATH_OPTIONS = ("weights", "cache_dir", "split_file", "shards")
 
 
+def selection_records(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The config's `selection_sets` as the card names them: set name, fingerprint, what it
+    chose (`cxrkit.data.selection`); a set that cannot be read is an error here."""
+    from cxrkit.data.identity import set_fingerprint
+    from cxrkit.data.selection import add_selection_set
+
+    out: list[dict[str, Any]] = []
+    for source, used in (cfg.selection_sets or {}).items():
+        try:
+            table = load_table(source, label_column=cfg.label_column)
+        except CxrkitError as exc:
+            raise CxrkitError(f"selection_sets: {exc}") from exc
+        chose = [used] if isinstance(used, str) else [str(u) for u in used]
+        out = add_selection_set(out, dataset_name(source), set_fingerprint(source, table), chose)
+    return out
+
+
 def data_fingerprint(table: LabelTable, data: str | Path) -> dict[str, Any]:
     """The training data as a name plus a content fingerprint, never a local path.
 
@@ -497,7 +516,10 @@ def _weights_record(cfg: TrainConfig) -> dict[str, Any] | str | None:
 
 def _portable_config(cfg: TrainConfig) -> dict[str, Any]:
     """The config for the card: path options reduced to their file or folder names."""
-    return portable_paths(cfg.to_dict(), _PATH_OPTIONS)
+    out = portable_paths(cfg.to_dict(), _PATH_OPTIONS)
+    if cfg.selection_sets:
+        out["selection_sets"] = {dataset_name(k): v for k, v in cfg.selection_sets.items()}
+    return out
 
 
 def _class_counts(table: LabelTable, idx: np.ndarray) -> dict[str, int]:
