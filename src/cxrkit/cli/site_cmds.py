@@ -112,9 +112,10 @@ def guard_lines(rec: dict[str, Any]) -> list[str]:
     lines = [
         f"resampled over {res['resamples']} patient-grouped halves (fit on "
         f"{res['films_fitted_per_resample']} films, scored on the rest): change in "
-        f"{res['objective']} {gain['mean']:+.3f} ({width:.0f} % interval {lo:+.3f} to {hi:+.3f}),"
-        f" P(hurt) {res['probability_hurt']:.2f}; accuracy {acc['mean']:+.3f} "
-        f"({acc['interval'][0]:+.3f} to {acc['interval'][1]:+.3f})"
+        f"{res['objective']} {gain['mean']:+.3f} (sd {gain['sd']:.3f}; {width:.0f} % interval "
+        f"{lo:+.3f} to {hi:+.3f}), P(hurt) {res['probability_hurt']:.2f}; accuracy "
+        f"{acc['mean']:+.3f} ({acc['interval'][0]:+.3f} to {acc['interval'][1]:+.3f}). "
+        "Rule: write the change when the mean gain exceeds its sd"
     ]
     sens = res["held_out_sensitivity"]
     if rec["method"].startswith("sensitivity"):
@@ -128,7 +129,7 @@ def guard_lines(rec: dict[str, Any]) -> list[str]:
         why = (
             "a constraint asked for: applied"
             if rec["method"].startswith("sensitivity")
-            else "gain beyond noise"
+            else f"gain beyond noise ({gain['mean']:+.3f} > sd {gain['sd']:.3f})"
         )
         lines.append(
             f"{why}: threshold {old:.4f} -> {new:.4f}, map {rec['probabilities']}: "
