@@ -71,7 +71,7 @@ def calibrate_model(
     if not (site.patient_ids_given or group_by_file):
         raise CxrkitError(
             f"{site.name}: no patient_id for every film, so resampling cannot keep a patient's "
-            "films on one side; add a patient_id column, or pass --group-by-file to treat "
+            "films on one side; add a patient_id column, or pass group_by_file=True to treat "
             "each film as its own patient"
         )
     probs_raw, got = network_probabilities(
