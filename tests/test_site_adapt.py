@@ -128,6 +128,16 @@ def test_adapt_errors_are_one_line(adapted: dict, tmp_path: Path) -> None:
         "adapt", calibrated, "--data", adapted["site"], "--out", tmp_path / "o.safetensors"
     )
     assert_one_line_error(code, err, "site calibration")
+    # a calibrate run that kept the model changed nothing: adapting it is allowed
+    checked = tiny_model_file(
+        tmp_path / "k.safetensors", site_calibration={"set": "x", "changed": False}
+    )
+    out = tmp_path / "k-adapted.safetensors"
+    code, _, err = run_cxr("adapt", checked, "--data", adapted["site"], "--out", out, "--no-bn")
+    assert code == 0, err
+    card = read_card(out)
+    assert "site_calibration" not in card
+    assert card["adaptation"]["earlier_site_check"] == {"set": "x", "changed": False}
 
 
 def _posteriors(x: np.ndarray, means: np.ndarray, prior: np.ndarray) -> np.ndarray:

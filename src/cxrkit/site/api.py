@@ -181,7 +181,8 @@ def adapt_model(
     source = find_model_file(model_path)
     dst = check_out_path(source, out)
     model, card = load_model_file(source)
-    if card.get("site_calibration"):
+    earlier_check = card.get("site_calibration")
+    if earlier_check and earlier_check.get("changed", True):
         raise CxrkitError(
             f"{source} already carries a site calibration (fitted before adaptation); "
             "adapt the uncalibrated model, then run cxr calibrate on the adapted one"
@@ -215,6 +216,8 @@ def adapt_model(
     if bn:
         replace = batchnorm_state(model)
     new = copy.deepcopy(card)
+    if earlier_check:  # a calibrate run that kept the model: it described the unadapted one
+        record["earlier_site_check"] = new.pop("site_calibration")
     record.update(n_films=int(n_films), **_stamp())
     if prior and card["task"] == "multilabel":
         record["prior"] = {"skipped": "a multilabel model has no single class prior"}
