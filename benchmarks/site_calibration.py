@@ -133,8 +133,7 @@ def calibration_splits(y: np.ndarray, groups: np.ndarray, n: int, seed: int = 10
 
 def one_split(args: tuple) -> dict[str, Any]:
     """Guarded and unguarded calibration on one calibration part, scored on the unseen part."""
-    from cxrkit.models.calibration import apply_card_calibration
-    from cxrkit.site.calibrate import site_card
+    from cxrkit.site.calibrate import card_decisions, site_decisions
     from cxrkit.site.guard import guarded_fit
     from cxrkit.site.resample import decision_objective
 
@@ -144,13 +143,9 @@ def one_split(args: tuple) -> dict[str, Any]:
         y[cal_idx], probs[cal_idx], groups[cal_idx], card, method, PROBABILITIES, resamples
     )
     yu, pu = y[unseen], probs[unseen]
-    old = (apply_card_calibration(pu, card)[:, 1] >= card["thresholds"][0]).astype(int)
-
-    def decisions(cal: dict[str, Any], threshold: float) -> np.ndarray:
-        return (apply_card_calibration(pu, site_card(card, cal))[:, 1] >= threshold).astype(int)
-
-    guarded = decisions(fit.calibration, fit.threshold) if fit.changed else old
-    unguarded = decisions(fit.fitted_calibration, fit.fitted_threshold)
+    _, old = card_decisions(pu, card)
+    guarded = site_decisions(pu, card, fit.calibration, fit.threshold)[1] if fit.changed else old
+    _, unguarded = site_decisions(pu, card, fit.fitted_calibration, fit.fitted_threshold)
     acc_old = float(np.mean(old == yu))
     return {
         "decision": fit.decision,

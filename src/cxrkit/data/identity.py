@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ def data_record(source: str | Path) -> dict[str, Any]:
 
 def listing_sha256(table: Any) -> str:
     """Content hash of a set without a labels.csv: its sorted `relpath,labels` lines."""
-    import hashlib
-
     lines = sorted(f"{table.relpath(r)},{'|'.join(r.labels)}" for r in table.records)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 

@@ -10,9 +10,8 @@ import numpy as np
 
 from cxrkit.data.selection import add_selection_set
 from cxrkit.errors import CxrkitError
-from cxrkit.models.calibration import apply_card_calibration
 from cxrkit.models.model_file import find_model_file, load_model_file, provenance
-from cxrkit.site.calibrate import check_methods, site_card
+from cxrkit.site.calibrate import card_decisions, card_threshold, check_methods, site_card
 from cxrkit.site.crossval import DEFAULT_CI_WIDTH, cross_validated, site_figures, size_warnings
 from cxrkit.site.films import film_loader, labelled_site, network_probabilities, unlabelled_site
 from cxrkit.site.guard import guarded_fit
@@ -47,8 +46,8 @@ def calibrate_model(
     """Fit threshold and probability calibration on a labelled site set; write a new model file.
 
     The fitted change is written only when it earns it (`cxrkit.site.resample`): over
-    `resamples` random patient halves of the site (fit on one, score the other) the lower
-    end of the 90 % interval of the gain in what `method` optimises must lie above zero
+    `resamples` random patient halves of the site (fit on one, score the other) the mean
+    gain in what `method` optimises must exceed its resampled standard deviation
     (`sensitivity:X` is a constraint and always applied). Otherwise the new file keeps the
     model's threshold (and its map, unless a monotone map lowers the held-out ECE reliably)
     and its record says so. Patients come from the set's `patient_id` column; a set without
@@ -84,11 +83,7 @@ def calibrate_model(
         raise CxrkitError(f"{site.name}: the site set needs films of both classes, has {counts}")
     names = list(card["class_names"])
 
-    before_probs = apply_card_calibration(probs_raw, card)
-    before_t = (card.get("thresholds") or [0.5])[0]
-    before = site_figures(
-        y, before_probs, (before_probs[:, 1] >= before_t).astype(int), names, n_bootstrap, seed
-    )
+    before = site_figures(y, *card_decisions(probs_raw, card), names, n_bootstrap, seed)
     oof_probs, oof_pred, fold_t = cross_validated(
         y, probs_raw, groups, card, method, probabilities, folds, seed
     )
@@ -118,7 +113,7 @@ def calibrate_model(
         "decision": fit.decision,
         "changed": fit.changed,
         "threshold": fit.threshold,
-        "model_threshold": float(before_t),
+        "model_threshold": card_threshold(card),
         "fitted_threshold": fit.fitted_threshold,
         "fitted_probability_calibration": fit.fitted_calibration,
         "resampled": fit.resampled,

@@ -121,6 +121,24 @@ def _interior_logit(y: np.ndarray, s: np.ndarray, method: str) -> float:
     return 0.5 * (zt + float(below.max()))
 
 
+def card_threshold(card: dict[str, Any]) -> float:
+    """The binary card's operating threshold (0.5 when it names none)."""
+    return float((card.get("thresholds") or [0.5])[0])
+
+
+def card_decisions(raw_probs: np.ndarray, card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The card's probabilities (its calibration on the network's own) and its 0/1 decisions."""
+    probs = apply_card_calibration(raw_probs, card)
+    return probs, (probs[:, 1] >= card_threshold(card)).astype(np.int64)
+
+
+def site_decisions(
+    raw_probs: np.ndarray, card: dict[str, Any], cal: dict[str, Any], threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`card_decisions` with a fitted site map `cal` and `threshold` in the card's place."""
+    return card_decisions(raw_probs, {**site_card(card, cal), "thresholds": [threshold]})
+
+
 def site_card(card: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
     """The card's probability keys with `cal` in place and no prior shift (labels replace it)."""
     out = {k: v for k, v in card.items() if k not in ("probability_calibration", "prior_shift")}

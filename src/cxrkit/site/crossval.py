@@ -13,8 +13,7 @@ import numpy as np
 
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate.metrics import compute_metrics
-from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.site.calibrate import fit_site, site_card
+from cxrkit.site.calibrate import fit_site, site_decisions
 
 MIN_PER_CLASS = 30
 DEFAULT_CI_WIDTH = 0.05
@@ -49,8 +48,7 @@ def cross_validated(
     thresholds: list[float] = []
     for fit_idx, test_idx in splitter.split(raw_probs, y, g):
         cal, th = fit_site(y[fit_idx], raw_probs[fit_idx], card, method, probabilities)
-        probs[test_idx] = apply_card_calibration(raw_probs[test_idx], site_card(card, cal))
-        pred[test_idx] = (probs[test_idx, 1] >= th[0]).astype(np.int64)
+        probs[test_idx], pred[test_idx] = site_decisions(raw_probs[test_idx], card, cal, th[0])
         thresholds.append(th[0])
     return probs, pred, thresholds
 

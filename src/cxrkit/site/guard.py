@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 
 from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.site.calibrate import fit_site, site_card
-from cxrkit.site.resample import (
-    DEFAULT_RESAMPLES,
-    guard_decision,
-    model_decisions,
-    resampled_gain,
+from cxrkit.site.calibrate import (
+    card_decisions,
+    card_threshold,
+    fit_site,
+    site_card,
+    site_decisions,
 )
+from cxrkit.site.resample import DEFAULT_RESAMPLES, guard_decision, resampled_gain
 
 NONE_MAP = {"method": "none", "params": {}}
 
@@ -52,20 +53,18 @@ def guarded_fit(
     seed: int = 0,
 ) -> GuardedFit:
     """Fit the site's map and threshold, resample its gain, keep the model unless it earns it."""
-    cal, thresholds = fit_site(y, raw_probs, card, method, probabilities)
+    cal, (fitted_t,) = fit_site(y, raw_probs, card, method, probabilities)
     evidence = resampled_gain(y, raw_probs, groups, card, method, probabilities, resamples, seed)
     summary = evidence.summary()
     decision = guard_decision(summary, method, probabilities)
-    old_cal = card.get("probability_calibration") or dict(NONE_MAP)
-    old_t = float((card.get("thresholds") or [0.5])[0])
-    keep = GuardedFit("kept", cal, thresholds[0], old_cal, old_t, summary)
     if decision == "threshold":
-        return GuardedFit(decision, cal, thresholds[0], cal, thresholds[0], summary)
+        return GuardedFit(decision, cal, fitted_t, cal, fitted_t, summary)
     if decision == "probabilities":
         carried = carried_threshold(raw_probs, card, cal)
         if carried is not None:
-            return GuardedFit(decision, cal, thresholds[0], cal, carried, summary)
-    return keep
+            return GuardedFit(decision, cal, fitted_t, cal, carried, summary)
+    old_cal = card.get("probability_calibration") or dict(NONE_MAP)
+    return GuardedFit("kept", cal, fitted_t, old_cal, card_threshold(card), summary)
 
 
 def carried_threshold(
@@ -77,8 +76,8 @@ def carried_threshold(
     log-odds, all maps being monotone) and sent through `cal`; None when a film of the set
     would change label (a map that is flat or reversed there).
     """
-    _, old_pred = model_decisions(raw_probs, card)
-    old_t = float((card.get("thresholds") or [0.5])[0])
+    _, old_pred = card_decisions(raw_probs, card)
+    old_t = card_threshold(card)
 
     def positive(z: float, which: dict[str, Any]) -> float:
         p1 = 1.0 / (1.0 + np.exp(-z))
@@ -90,7 +89,6 @@ def carried_threshold(
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if positive(mid, card) >= old_t else (mid, hi)
-    new_card = site_card(card, cal)
-    new_t = positive(hi, new_card)
-    new_pred = (apply_card_calibration(raw_probs, new_card)[:, 1] >= new_t).astype(np.int64)
+    new_t = positive(hi, site_card(card, cal))
+    _, new_pred = site_decisions(raw_probs, card, cal, new_t)
     return new_t if np.array_equal(new_pred, old_pred) else None

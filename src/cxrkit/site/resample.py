@@ -34,8 +34,7 @@ import numpy as np
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate.calibration import reliability_bins
 from cxrkit.evaluate.thresholds import parse_threshold_method
-from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.site.calibrate import fit_site, site_card
+from cxrkit.site.calibrate import card_decisions, fit_site, site_decisions
 
 DEFAULT_RESAMPLES = 200
 INTERVAL = (5.0, 95.0)  # percentiles of the resampled gain: a 90 % interval
@@ -102,7 +101,6 @@ def positive_ece(y: np.ndarray, probs: np.ndarray) -> float:
 class GainEstimate:
     """What the resamples say: per-resample changes on the held-out halves."""
 
-    method: str
     objective: str
     gain: np.ndarray  # objective(new) - objective(old)
     accuracy_change: np.ndarray
@@ -135,13 +133,6 @@ class GainEstimate:
         }
 
 
-def model_decisions(raw_probs: np.ndarray, card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The model's own probabilities (its card's calibration) and decisions (its threshold)."""
-    probs = apply_card_calibration(raw_probs, card)
-    threshold = (card.get("thresholds") or [0.5])[0]
-    return probs, (probs[:, 1] >= threshold).astype(np.int64)
-
-
 def resampled_gain(
     y: np.ndarray,
     raw_probs: np.ndarray,
@@ -156,13 +147,12 @@ def resampled_gain(
     if resamples < 1:
         raise CxrkitError(f"resamples={resamples}: the guard needs at least 1 resample")
     name, _ = parse_threshold_method(method)
-    old_probs, old_pred = model_decisions(raw_probs, card)
+    old_probs, old_pred = card_decisions(raw_probs, card)
     gain, acc, ece, sens = [], [], [], []
     fit_sizes = []
     for fit_idx, held in patient_halves(y, groups, resamples, seed):
         cal, th = fit_site(y[fit_idx], raw_probs[fit_idx], card, method, probabilities)
-        new_probs = apply_card_calibration(raw_probs[held], site_card(card, cal))
-        new_pred = (new_probs[:, 1] >= th[0]).astype(np.int64)
+        new_probs, new_pred = site_decisions(raw_probs[held], card, cal, th[0])
         yh, old = y[held], old_pred[held]
         gain.append(decision_objective(yh, new_pred, method) - decision_objective(yh, old, method))
         acc.append(float(np.mean(new_pred == yh) - np.mean(old == yh)))
@@ -170,7 +160,6 @@ def resampled_gain(
         sens.append(float(np.mean(new_pred[yh == 1] == 1)))
         fit_sizes.append(len(fit_idx))
     return GainEstimate(
-        method=method,
         objective=OBJECTIVE_NAMES[name],
         gain=np.asarray(gain),
         accuracy_change=np.asarray(acc),
