@@ -34,13 +34,14 @@ def build_models(folder: Path) -> dict[str, Path]:
     sys.path.insert(0, str(HERE))
     import torch
 
-    from cxrkit.models.model_file import load_model_file, read_card, save_model_file
+    from cxrkit.models.model_file import load_model_file, save_model_file
     from cxrkit.models.ood import fit_feature_reference
     from serve_helpers import save_random_model
 
     folder.mkdir(parents=True, exist_ok=True)
     scored = save_random_model(folder / "scored.safetensors", seed=1)
-    net, card = load_model_file(scored)
+    net, _ = load_model_file(scored)
+    card = card_json(scored)
     gen = torch.Generator().manual_seed(2)
     size = int(card["preprocessing"]["size"])
     with torch.inference_mode():
@@ -55,10 +56,18 @@ def build_models(folder: Path) -> dict[str, Path]:
 
     lungs = save_random_model(folder / "lungs.safetensors", seed=3)
     net, _ = load_model_file(lungs)
-    card = read_card(lungs)
+    card = card_json(lungs)
     card["preprocessing"] = {**card["preprocessing"], "crop": "lungs"}
     save_model_file(lungs, net, card)
     return {"scored": scored, "lungs": lungs}
+
+
+def card_json(path: Path) -> dict[str, Any]:
+    """A model file's card JSON as stored (safetensors metadata), whatever cxrkit's API."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads((fh.metadata() or {})["cxrkit_card"])
 
 
 def run_predict(model: Path, samples: Path, runtime: str, out: Path) -> list[dict[str, Any]]:
