@@ -47,7 +47,7 @@ NOBODY = "none-held-out"
 
 def config_of(run: Path) -> PolarityTrainConfig:
     """The training config saved in RUN/polarity.safetensors (tuples restored)."""
-    saved = read_card(run / "polarity.safetensors")["training"]["config"]
+    saved = read_card(run / "polarity.safetensors").provenance.training["config"]
     fields = PolarityTrainConfig.__dataclass_fields__
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
     return PolarityTrainConfig(**kwargs)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
                 report["rows"].append(
                     {
                         "model": run.name,
-                        "architecture": clf.card["architecture"],
+                        "architecture": clf.card.architecture,
                         "runtime": row_name,
                         "set": set_name,
                         **score(clf, films, truth),
@@ -103,7 +103,7 @@ def load_sets(run: Path, data: Path, site: Path) -> dict[str, tuple[np.ndarray, 
     clf = Classifier.load(run, "torch", device="cpu")
     out = {}
     for name, source, part in (("kermany_site", site, None), ("internal test", data, "test")):
-        table = load_table(source, label_column=clf.card.get("label_column", "label"))
+        table = load_table(source, label_column=clf.card.label_column or "label")
         idx = split_members(run / "split.csv" if part else None, table, part or "")
         films, kept = prepared_films(clf, table, idx)
         out[name] = (films, _truth(table, kept, clf.class_names))

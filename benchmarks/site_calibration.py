@@ -99,7 +99,7 @@ def load_cases(run: Path, data: Path, site: Path) -> dict[str, dict[str, Any]]:
     from cxrkit.models.model_file import read_card
 
     model_file = run / "model.safetensors"
-    names = read_card(model_file)["class_names"]
+    names = list(read_card(model_file).class_names)
     split = _rows(run / "split.csv")
     test = {r["path"] for r in split if r["split"] == "test"}
     sets = {
@@ -266,7 +266,7 @@ def main() -> None:
                     flush=True,
                 )
     report = {
-        "model": {"run": args.run.name, "thresholds": card["thresholds"]},
+        "model": {"run": args.run.name, "thresholds": list(card.thresholds)},
         "probabilities": PROBABILITIES,
         "splits": args.splits,
         "resamples": args.resamples,

@@ -91,7 +91,7 @@ def trained(
 
 
 def test_train_card_holds_no_local_path(trained: dict[str, Path], shared_data: Path) -> None:
-    card = read_card(trained["model"])
+    card = read_card(trained["model"]).to_dict()
     assert card["training"]["data"]["name"] == "films"
     assert card["training"]["weights"]["file"] == "efficientnet-lite0-57934424.pth"
     assert "kermany_site" in json.dumps(card["metrics"]["external"])
@@ -105,7 +105,7 @@ def test_calibrate_card_holds_no_local_path(trained: dict[str, Path], site_dir: 
         "--n-bootstrap", "0", "--num-workers", "0",
     )  # fmt: skip
     assert code == 0, err
-    card = read_card(out)
+    card = read_card(out).to_dict()
     assert card["site_calibration"]["set"] == "kermany_site"
     assert local_paths(card, (trained["root"], site_dir.resolve())) == []
 
@@ -137,6 +137,6 @@ def test_polarity_train_card_holds_no_local_path(
         others_per_kind=2, test_others_per_kind=2, workers=1,
     )  # fmt: skip
     train_polarity(dirs, root / "run", cfg, cache_dir=root / "cache")
-    card = read_card(root / "run" / "polarity.safetensors")
+    card = read_card(root / "run" / "polarity.safetensors").to_dict()
     assert local_paths(card, (root,)) == []
     assert os.fspath(root) not in json.dumps(card)

@@ -21,7 +21,7 @@ FILM = "00000001_000.png"
 def _lung_crop_model(tmp_path: Path) -> Path:
     path = save_random_model(tmp_path / "lungs.safetensors", seed=3)
     net, _ = load_model_file(path)
-    card = read_card(path)
+    card = read_card(path).to_dict()
     card["preprocessing"] = {**card["preprocessing"], "crop": "lungs"}
     return save_model_file(path, net, card)
 
@@ -49,7 +49,7 @@ def test_explain_of_a_lung_crop_model_sees_exactly_the_predicted_input(
     samples_dir: Path, tmp_path: Path
 ) -> None:
     clf = Classifier.load(_lung_crop_model(tmp_path), device="cpu")
-    assert clf.card["preprocessing"]["crop"] == "lungs"
+    assert clf.card.preprocessing.crop == "lungs"
     path = samples_dir / FILM
     image, _ = read_image(path)
     with _Inputs(type(clf.net)) as predicted:
@@ -134,7 +134,7 @@ def test_lateral_films_get_the_lateral_warning_unless_the_model_knows_laterals(
     path = save_random_model(tmp_path / "m.safetensors")
     clf = Classifier.load(path, device="cpu")
     if views is not None:
-        clf.card["views"] = views
+        clf.card = clf.card.merged(views=views)
     image, _ = read_image(samples_dir / FILM)
     result = clf.screen(image)
     assert (result.view, result.p_lateral) == ("lateral", 0.97)

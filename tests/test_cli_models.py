@@ -101,7 +101,7 @@ def test_evaluate_metrics_equal_sklearn_on_predict_output(
     assert code == 0
     metrics = json.loads((ev / "metrics.json").read_text())
 
-    card = read_card(run_dir)
+    card = read_card(run_dir).to_dict()
     classes, threshold = card["class_names"], card["thresholds"][0]
     with (nih_dir / "labels.csv").open(newline="") as fh:
         label_of = {str(nih_dir / r["path"]): r["label"] for r in csv.DictReader(fh)}
@@ -154,7 +154,7 @@ def test_predict_folder_lists_the_corrupt_file_and_predicts_the_rest(
     assert "Traceback" not in err
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    classes = read_card(run_dir)["class_names"]
+    classes = list(read_card(run_dir).class_names)
     assert [Path(r["path"]).name for r in rows] == [
         "broken.png",
         "film0.png",
@@ -208,7 +208,7 @@ def test_predict_to_stdout_writes_csv(
     capsys.readouterr()
     assert run_cxr("predict", run_dir, png, "--num-workers", "0") == 0
     rows = list(csv.DictReader(capsys.readouterr().out.strip().splitlines()))
-    classes = read_card(run_dir)["class_names"]
+    classes = list(read_card(run_dir).class_names)
     assert len(rows) == 1 and rows[0]["path"] == str(png)
     assert {"label", *classes, "error"} <= set(rows[0])
     assert rows[0]["label"] in classes and rows[0]["error"] == ""

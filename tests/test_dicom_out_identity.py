@@ -40,15 +40,15 @@ def test_calibrate_sets_name_and_version(site_dir: Path, tmp_path: Path) -> None
     )  # fmt: skip
     assert code == 0, err
     card = read_card(model["out"])
-    assert (card["name"], card["version"]) == ("site-a", "1.0-site")
+    assert (card.name, card.version) == ("site-a", "1.0-site")
     assert model_identity(card, model["out"]) == ("site-a", "1.0-site")
 
 
 def test_identity_falls_back_to_the_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "pneumo-run"
     run.mkdir()
-    assert model_identity({}, run / "model.safetensors") == ("pneumo-run", cxrkit.__version__)
-    assert model_identity({}, run) == ("pneumo-run", cxrkit.__version__)
+    assert model_identity(None, run / "model.safetensors") == ("pneumo-run", cxrkit.__version__)
+    assert model_identity(None, run) == ("pneumo-run", cxrkit.__version__)
 
 
 def test_nih_findings_are_standard_codes_where_known_private_otherwise() -> None:
@@ -73,14 +73,17 @@ def test_reported_classes_per_task_and_refuses_non_finite() -> None:
         "label": "Effusion",
         "probabilities": {"Atelectasis": 0.2, "Effusion": 0.7, "Hernia": 0.1},
     }
-    multilabel = {"class_names": names, "task": "multilabel", "thresholds": [0.3, 0.6, 0.05]}
+    size = {"preprocessing": {"size": 32}}  # the rest of a valid card
+    multilabel = {
+        "class_names": names, "task": "multilabel", "thresholds": [0.3, 0.6, 0.05], **size,
+    }  # fmt: skip
     got = reported_classes(multilabel, row)
     assert [(f["name"], f["threshold"], f["present"]) for f in got] == [
         ("Atelectasis", 0.3, False),
         ("Effusion", 0.6, True),
         ("Hernia", 0.05, False),  # the row's label decides, as `cxr predict` printed it
     ]
-    multiclass = {"class_names": names, "task": "multiclass", "thresholds": []}
+    multiclass = {"class_names": names, "task": "multiclass", "thresholds": [], **size}
     assert [f["threshold"] for f in reported_classes(multiclass, row)] == [None] * 3
     row["probabilities"]["Hernia"] = float("nan")
     with pytest.raises(CxrkitError, match="not a finite number"):
@@ -97,7 +100,10 @@ def test_screening_results_are_coded_in_the_sr(samples_dir: Path) -> None:
         "polarity": "positive", "view": "lateral", "not_cxr": False,
         "out_of_distribution": True, "ood_score": 3.5,
     }  # fmt: skip
-    card = {"class_names": ["normal", "pneumonia"], "task": "binary", "thresholds": [0.3]}
+    card = {
+        "class_names": ["normal", "pneumonia"], "task": "binary", "thresholds": [0.3],
+        "preprocessing": {"size": 64},
+    }  # fmt: skip
     buffer = io.BytesIO()
     build_sr(source, row, card, model_name="m", model_version="1").save_as(buffer)
     buffer.seek(0)

@@ -58,11 +58,11 @@ def test_onnx_file_carries_the_model_card(exported: tuple[Path, Path]) -> None:
     proto = onnx.load(str(onnx_path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     card = json.loads(props["cxrkit_card"])
-    _, torch_card = load_model_file(model)
+    torch_card = load_model_file(model)[1].to_dict()
     assert card["class_names"] == torch_card["class_names"] == list(CLASSES)
     assert card["preprocessing"] == torch_card["preprocessing"]
     assert card["export"]["opset"] == 17
-    assert OnnxModel(onnx_path).card["architecture"] == "small_cnn"
+    assert OnnxModel(onnx_path).card.architecture == "small_cnn"
 
 
 def test_parity_with_torch_on_shared_films_for_any_batch(
@@ -70,7 +70,7 @@ def test_parity_with_torch_on_shared_films_for_any_batch(
 ) -> None:
     model, onnx_path = exported
     net, card = load_model_file(model)
-    films = _films(kermany_dir, 12, card["preprocessing"]["size"])
+    films = _films(kermany_dir, 12, card.size)
     with torch.inference_mode():
         expected = net(films).numpy()
     runner = OnnxModel(onnx_path)

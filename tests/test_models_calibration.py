@@ -10,7 +10,10 @@ from cxrkit.models.calibration import apply_card_calibration
 RNG = np.random.default_rng(0)
 P1 = RNG.uniform(0.01, 0.99, 50)
 PROBS = np.column_stack([1 - P1, P1]).astype(np.float32)
-BASE = {"task": "binary", "class_names": ["normal", "pneumonia"], "thresholds": [0.5]}
+BASE = {
+    "task": "binary", "class_names": ["normal", "pneumonia"], "thresholds": [0.5],
+    "preprocessing": {"size": 32},
+}  # fmt: skip
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -42,6 +45,8 @@ def test_temperature_on_three_classes_is_a_tempered_softmax() -> None:
     p = RNG.dirichlet([1, 1, 1], size=20)
     card = {
         "task": "multiclass",
+        "class_names": ["a", "b", "c"],
+        "preprocessing": {"size": 32},
         "probability_calibration": {"method": "temperature", "params": {"temperature": 0.5}},
     }
     want = p**2 / (p**2).sum(1, keepdims=True)

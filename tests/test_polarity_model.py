@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrkit.card import Preprocessing
 from cxrkit.io import read_image
 from cxrkit.polarity import load_polarity_model, polarity_of
 from cxrkit.polarity.model import DEFAULT_MODEL
@@ -24,10 +25,11 @@ def test_shipped_model_is_small_and_self_describing(model) -> None:
     assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size < 2 * 1024 * 1024
     assert (DEFAULT_MODEL.parent / "MODEL_CARD.md").is_file()
     card = model.card
-    assert card["class_names"] == ["positive", "negative", "not_cxr"]
-    assert card["preprocessing"] == {"size": 64, "resize_mode": "squash", "channels": "grayscale"}
-    assert 0.5 <= card["thresholds"]["not_cxr"] < 1 and card["thresholds"]["fix"] >= 0.5
-    assert card["metrics"]["polarity"]["all"]["accuracy"] >= 0.995
+    assert card.class_names == ("positive", "negative", "not_cxr")
+    assert card.preprocessing == Preprocessing(size=64, resize_mode="squash", channels="grayscale")
+    points = card.operating_points
+    assert 0.5 <= points["not_cxr"] < 1 and points["fix"] >= 0.5
+    assert card.metrics["polarity"]["all"]["accuracy"] >= 0.995
     assert load_polarity_model() is model  # the default is loaded once
 
 

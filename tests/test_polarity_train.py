@@ -68,7 +68,7 @@ def test_tiny_training_run_writes_a_working_model(
     model = load_polarity_model(tmp_path / "run" / "polarity.safetensors")
     p = model.probs(np.zeros((2, 64, 64), np.float32))
     assert p.shape == (2, 4) and np.allclose(p[:, :3].sum(1), 1.0)
-    assert 0.5 <= model.lateral_threshold <= 0.9 and model.card["views"] == ["frontal", "lateral"]
+    assert 0.5 <= model.lateral_threshold <= 0.9 and model.card.views == ("frontal", "lateral")
     assert (tmp_path / "run" / "split.csv").is_file()
     # the view stage alone, from the saved base: what the leave-one-patient-out folds run
     again = train_polarity(

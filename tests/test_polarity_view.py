@@ -99,8 +99,9 @@ def test_model_files_without_a_view_head_are_refused(tmp_path: Path) -> None:
 
     net = PolarityNet()
     del net.view  # the three-class network of earlier releases
-    card = {"architecture": "polarity_net", "widths": list(net.widths)}
-    card["preprocessing"] = {"size": 64, "resize_mode": "squash", "channels": "grayscale"}
-    path = save_model_file(tmp_path / "old.safetensors", net, card)
+    fields = {"task": "polarity", "class_names": ["positive", "negative", "not_cxr"]}
+    fields |= {"architecture": "polarity_net", "widths": list(net.widths)}
+    fields["preprocessing"] = {"size": 64, "resize_mode": "squash", "channels": "grayscale"}
+    path = save_model_file(tmp_path / "old.safetensors", net, fields)
     with pytest.raises(ModelFileError, match="view head"):
         load_polarity_model(path)

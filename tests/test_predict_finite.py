@@ -1,4 +1,4 @@
-"""No label without finite probabilities: `label_row` and `cxr predict`'s rows."""
+"""No label without finite probabilities: the card's decision rule and `cxr predict`'s rows."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bad_files import encode, noisy_film
+from cxrkit.card import Decision
 from cxrkit.infer.predict import label_row, predict_batches
 
 CLASSES = ["normal", "pneumonia"]
@@ -19,13 +20,19 @@ CLASSES = ["normal", "pneumonia"]
 )
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
 def test_non_finite_probabilities_give_an_error_and_no_label(probs: list, task: str) -> None:
-    row = label_row(np.array(probs, np.float32), CLASSES, task, [0.5])
+    row = Decision.build(task, CLASSES, [0.5]).row(np.array(probs, np.float32))
     assert set(row) == {"error"} and "non-finite" in row["error"]
 
 
 def test_finite_probabilities_keep_their_label() -> None:
-    row = label_row(np.array([0.25, 0.75], np.float32), CLASSES, "binary", [0.5])
+    row = Decision.build("binary", CLASSES, [0.5]).row(np.array([0.25, 0.75], np.float32))
     assert row == {"label": "pneumonia", "probabilities": {"normal": 0.25, "pneumonia": 0.75}}
+
+
+def test_label_row_is_a_deprecated_shim_of_the_decision() -> None:
+    with pytest.deprecated_call():
+        row = label_row(np.array([0.25, 0.75], np.float32), CLASSES, "binary", [0.8])
+    assert row["label"] == "normal"
 
 
 class _NanModel(torch.nn.Module):

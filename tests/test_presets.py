@@ -155,7 +155,7 @@ def test_preset_runs_end_to_end_shrunk(name: str, shared_data: Path, tmp_path: P
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
-    card = read_card(run / "model.safetensors")
+    card = read_card(run / "model.safetensors").to_dict()
     task, classes = EXPECTED[name]
     assert card["task"] == task
     if classes is not None:

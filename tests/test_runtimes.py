@@ -40,7 +40,7 @@ def test_int8_export_records_calibration_and_accuracy_change(
     model = _run_with_split(tmp_path, site_dir)
     out = model.parent / "model.int8.onnx"
     path, card = quantize_model(model, out, site_dir, n_films=16)
-    q = card["quantization"]
+    q = card.provenance.quantization
     assert q["calibration"]["name"] == site_dir.name and q["calibration"]["split"] == "train"
     assert q["calibration"]["films"] == 16 and len(q["calibration"]["films_sha256"]) == 64
     change = q["accuracy_change"]
@@ -53,8 +53,8 @@ def test_int8_export_records_calibration_and_accuracy_change(
 
     int8 = Classifier.load(model.parent, "onnx-int8")  # the run folder finds model.int8.onnx
     fp32 = Classifier.load(model, "onnx")
-    assert int8.runtime == "onnx-int8" and int8.card["quantization"] == q
-    size = int(card["preprocessing"]["size"])
+    assert int8.runtime == "onnx-int8" and int8.card.provenance.quantization == q
+    size = card.size
     films = np.random.default_rng(0).random((4, 1, size, size), dtype=np.float32)
     p8, p32 = int8.probs(films), fp32.probs(films)
     assert np.isfinite(p8).all() and np.abs(p8 - p32).max() < 0.05
@@ -72,7 +72,7 @@ def test_openvino_matches_onnxruntime(tmp_path: Path) -> None:
     model = save_random_model(tmp_path / "model.safetensors")
     ov, ort = Classifier.load(model, "openvino"), Classifier.load(model, "onnx")
     assert ov.runtime == "openvino"
-    size = int(ov.card["preprocessing"]["size"])
+    size = ov.card.size
     films = np.random.default_rng(1).random((3, 1, size, size), dtype=np.float32)
     assert np.abs(ov.probs(films) - ort.probs(films)).max() < 1e-4
 

@@ -62,10 +62,11 @@ def test_ensemble_averages_probabilities_and_survives_its_file(tmp_path: Path) -
     with torch.inference_mode():
         expected = (torch.sigmoid(a(x)) + torch.sigmoid(b(x))) / 2
         assert torch.allclose(torch.sigmoid(ensemble(x)), expected, atol=1e-5)
-        path = save_lung_model(tmp_path / "ens.safetensors", ensemble, {}, ["float16", "int8"])
+        lung = {"task": "segmentation", "class_names": ["lungs"], "preprocessing": {"size": 64}}
+        path = save_lung_model(tmp_path / "ens.safetensors", ensemble, lung, ["float16", "int8"])
         loaded, card = load_lung_net(path)
-        assert isinstance(loaded, LungEnsemble) and card["architecture"] == "unet_ensemble"
-        assert [m["weights_dtype"] for m in card["members"]] == ["float16", "int8"]
+        assert isinstance(loaded, LungEnsemble) and card.architecture == "unet_ensemble"
+        assert [m["weights_dtype"] for m in card.network.members] == ["float16", "int8"]
         error = (torch.sigmoid(loaded(x)) - expected).abs()
         assert error.mean() < 0.005 and error.max() < 0.05  # random weights: a loose bound
     with pytest.raises(ValueError, match="two"):
@@ -75,8 +76,8 @@ def test_ensemble_averages_probabilities_and_survives_its_file(tmp_path: Path) -
     from cxrkit.errors import ModelFileError
     from cxrkit.models.model_file import save_model_file
 
-    card["members"] = card["members"][:1]  # a card that lost a member
-    lone = save_model_file(tmp_path / "lone.safetensors", load_file(str(path)), card)
+    lost = card.merged(members=[dict(m) for m in card.network.members[:1]])  # lost a member
+    lone = save_model_file(tmp_path / "lone.safetensors", load_file(str(path)), lost)
     with pytest.raises(ModelFileError, match="1 member"):
         load_lung_net(lone)
 
@@ -101,10 +102,11 @@ def test_cli_ensemble_chooses_on_val_and_scores_the_split(tmp_path: Path) -> Non
     result = runner.invoke(app, [str(x) for x in args])
     assert result.exit_code == 0, result.output + repr(result.exception)
     card = read_lung_card(out / "model.safetensors")
-    assert card["architecture"] == "unet_ensemble" and card["views"] == ["frontal"]
-    assert len(card["training"]["members"]) == 2
-    assert len(card["training"]["inference_choices_on_val"]) == 12
-    assert {"val", "test"} <= set(card["metrics"])
+    assert card.architecture == "unet_ensemble"
+    assert card.screening.views_declared and card.views == ("frontal",)
+    assert len(card.provenance.training["members"]) == 2
+    assert len(card.provenance.training["inference_choices_on_val"]) == 12
+    assert {"val", "test"} <= set(card.metrics)
     assert (out / "test" / "per_film.csv").is_file()
     rows = list(csv.DictReader((out / "split.csv").open()))
     assert rows == list(csv.DictReader((runs[0] / "split.csv").open()))

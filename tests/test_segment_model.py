@@ -32,7 +32,7 @@ def test_shipped_model_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert path.is_file() and path.stat().st_size <= 10 * 1024 * 1024
     assert (path.parent / "MODEL_CARD.md").is_file()
     model = load_lung_model()
-    assert model.card["kind"] == "lung_segmentation"
+    assert model.card.network.kind == "lung_segmentation"
     assert model.size % 32 == 0
     assert load_lung_model() is model  # cached
 

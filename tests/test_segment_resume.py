@@ -59,7 +59,8 @@ def test_a_run_killed_in_epoch_3_resumes_there_and_learns_what_an_unbroken_run_l
     for a, b in zip(whole, resumed, strict=True):  # same weights, optimizer and random streams
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["val_dice"] == pytest.approx(a["val_dice"], abs=1e-4)
-    assert read_lung_card(cut / "model.safetensors")["training"]["resumed_after_epoch"] == 2
+    training = read_lung_card(cut / "model.safetensors").provenance.training
+    assert training["resumed_after_epoch"] == 2
     assert not state_path(cut).exists()  # the model file is the result
 
 

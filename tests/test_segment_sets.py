@@ -135,14 +135,16 @@ def test_shipped_card_names_its_views_and_sets() -> None:
     from cxrkit.segment import load_lung_model
 
     card = load_lung_model().card
-    assert card["views"] == ["frontal"]  # lateral masks are empty: no lateral claim
-    data = card["training"]["data"]
+    # lateral masks are empty: no lateral claim
+    assert card.screening.views_declared and card.views == ("frontal",)
+    training = card.provenance.training
+    data = training["data"]
     assert [d["name"] for d in data] == ["covid_lungmasks", "lungmasks_v7"]
     assert all(len(d["labels_sha256"]) == 64 for d in data)
-    members = card["training"].get("members") or [{"training": card["training"]}]
+    members = training.get("members") or [{"training": training}]
     assert all(m["training"]["config"]["train_views"] == ["frontal"] for m in members)
     assert "/" not in json.dumps(data)  # named by folder and hash, never a local path
-    test = card["metrics"]["test"]
+    test = card.metrics["test"]
     assert set(test["set_view"]) >= {"covid_lungmasks/frontal", "lungmasks_v7/frontal"}
 
 
@@ -190,13 +192,14 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     from cxrkit.segment.model import read_lung_card
 
     card = read_lung_card(run / "model.safetensors")
-    films = card["training"]["films"]
+    training = card.provenance.training
+    films = training["films"]
     n_train = films["train"]["films"]
     empty_in_train = side["p3"] == {"train"}
-    assert card["training"]["n_train"] == n_train - (1 if empty_in_train else 0)
-    assert card["views"] == ["frontal"]
-    assert card["training"]["config"]["balance_sets"] is True
-    assert [d["name"] for d in card["training"]["data"]] == ["annot_a", "annot_b"]
+    assert training["n_train"] == n_train - (1 if empty_in_train else 0)
+    assert card.screening.views_declared and card.views == ("frontal",)
+    assert training["config"]["balance_sets"] is True
+    assert [d["name"] for d in training["data"]] == ["annot_a", "annot_b"]
     test = json.loads((run / "test" / "metrics.json").read_text())
     assert set(test["groups"]["set"]) == {"annot_a", "annot_b"}
     assert test["annotators"]["n"] == 0 or "inter_annotator" in test["annotators"]
@@ -206,6 +209,6 @@ def test_train_on_two_annotators_writes_one_split(tmp_path: Path) -> None:
     args += ["--loss", "lovasz", "--ema", "0.9"]
     result = runner.invoke(app, [str(x) for x in args])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    config = read_lung_card(again / "model.safetensors")["training"]["config"]
+    config = read_lung_card(again / "model.safetensors").provenance.training["config"]
     assert config["init"] == "model.safetensors"  # the file's name, never a local path
     assert (config["loss"], config["ema_decay"]) == ("lovasz", 0.9)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cxrkit.card import CardError, ModelCard
 from cxrkit.cli.app import app
 from cxrkit.guard import supported_views, view_skip_reason
 from cxrkit.io import read_image
@@ -29,15 +30,17 @@ def _lung_file(root: Path, views: list[str]) -> Path:
     """The shipped lung model with its card's `views` set to `views`."""
     net, card = load_lung_net(default_model_path())
     return save_lung_model(
-        root / f"lungs-{'-'.join(views)}.safetensors", net, {**card, "views": views}
+        root / f"lungs-{'-'.join(views)}.safetensors", net, card.merged(views=views)
     )
 
 
 def test_card_views_default_to_frontal() -> None:
-    assert supported_views({}) == ("frontal",)
-    assert supported_views({"views": ["frontal", "lateral"]}) == ("frontal", "lateral")
-    with pytest.raises(ValueError, match="views"):
-        supported_views({"views": ["oblique"]})
+    lung = {"task": "segmentation", "class_names": ["lungs"], "preprocessing": {"size": 64}}
+    assert supported_views(ModelCard.from_dict(lung)) == ("frontal",)
+    both = ModelCard.from_dict({**lung, "views": ["frontal", "lateral"]})
+    assert supported_views(both) == ("frontal", "lateral")
+    with pytest.raises(CardError, match="views"):
+        supported_views(ModelCard.from_dict({**lung, "views": ["oblique"]}))
     assert view_skip_reason("frontal", 0.01, ("frontal",)) == ""
     reason = view_skip_reason("lateral", 0.97, ("frontal",))
     assert reason.startswith("lateral view (p_lateral=0.97)") and "\n" not in reason
@@ -83,7 +86,7 @@ def test_crop_lungs_keeps_a_lateral_film_whole_with_a_warning(
 
     shipped = load_lung_model()
     frontal_only = dataclasses.replace(
-        shipped, card={**shipped.card, "tta_hflip": False, "views": ["frontal"]}
+        shipped, card=shipped.card.merged(tta_hflip=False, views=["frontal"])
     )
     monkeypatch.setattr(crop, "_box_model", lambda: frontal_only)
     film, _ = read_image(shared_data / "lungmasks_v7" / LATERAL)

@@ -58,14 +58,14 @@ def test_first_batchnorm_holds_the_site_mean(adapted: dict) -> None:
 
 def test_the_card_records_the_adaptation(adapted: dict) -> None:
     old, new = read_card(adapted["src"]), read_card(adapted["out"])
-    rec = new["adaptation"]
+    rec = new.provenance.adaptation
     assert rec["bn"] is True and rec["set"] == "kermany_site" and rec["n_films"] == 100
     assert rec["date"] and rec["cxrkit_version"]
     prior = rec["prior"]
     assert prior["train"] == [0.5, 0.5] and "balance: loss" in prior["train_source"]
     assert sum(prior["site"]) == pytest.approx(1.0) and prior["iterations"] >= 1
-    assert new["prior_shift"] == {"train": prior["train"], "site": prior["site"]}
-    assert new["thresholds"] == old["thresholds"]
+    assert new.calibration.prior_shift == {"train": prior["train"], "site": prior["site"]}
+    assert new.thresholds == old.thresholds
     assert "re-estimated" in adapted["err"] and "EM iterations" in adapted["err"]
 
 
@@ -86,7 +86,8 @@ def test_labels_are_never_read(adapted: dict, tmp_path: Path) -> None:
         "adapt", adapted["src"], "--data", scrambled, "--out", out, "--batch-size", "20"
     )
     assert code == 0, err
-    assert read_card(out)["adaptation"]["prior"] == read_card(adapted["out"])["adaptation"]["prior"]
+    mine_rec, theirs_rec = (read_card(p).provenance.adaptation for p in (out, adapted["out"]))
+    assert mine_rec["prior"] == theirs_rec["prior"]
     mine, theirs = tensors(out), tensors(adapted["out"])
     assert all(mine[k].equal(theirs[k]) for k in mine)
 
@@ -100,14 +101,14 @@ def test_switches(adapted: dict, tmp_path: Path) -> None:
     before, after = tensors(adapted["src"]), tensors(tmp_path / "p.safetensors")
     assert all(before[k].equal(after[k]) for k in before)
     card = read_card(tmp_path / "p.safetensors")
-    assert card["adaptation"]["bn"] is False and "prior_shift" in card
+    assert card.provenance.adaptation["bn"] is False and card.calibration.prior_shift
     code, _, err = run_cxr(
         "adapt", adapted["src"], "--data", adapted["site"], "--out", tmp_path / "b.safetensors",
         "--no-prior",
     )  # fmt: skip
     assert code == 0, err
     card = read_card(tmp_path / "b.safetensors")
-    assert "prior_shift" not in card and "prior" not in card["adaptation"]
+    assert card.calibration.prior_shift is None and "prior" not in card.provenance.adaptation
 
 
 def test_adapt_errors_are_one_line(adapted: dict, tmp_path: Path) -> None:
@@ -136,8 +137,8 @@ def test_adapt_errors_are_one_line(adapted: dict, tmp_path: Path) -> None:
     code, _, err = run_cxr("adapt", checked, "--data", adapted["site"], "--out", out, "--no-bn")
     assert code == 0, err
     card = read_card(out)
-    assert "site_calibration" not in card
-    assert card["adaptation"]["earlier_site_check"] == {"set": "x", "changed": False}
+    assert card.provenance.site_calibration is None
+    assert card.provenance.adaptation["earlier_site_check"] == {"set": "x", "changed": False}
 
 
 def _posteriors(x: np.ndarray, means: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -162,7 +163,7 @@ def test_em_recovers_a_known_prior_shift(train: list[float], site: list[float]) 
 
 
 def test_training_prior_rules() -> None:
-    names = {"class_names": ["a", "b"]}
+    names = {"task": "binary", "class_names": ["a", "b"], "preprocessing": {"size": 32}}
     stored = {**names, "training_prior": {"prior": [1, 3], "source": "counted"}}
     assert training_prior(stored)[0].tolist() == [0.25, 0.75]
     balanced = {
@@ -198,6 +199,6 @@ def test_relative_adabn_with_the_site_as_reference_keeps_the_first_layer(
     for buf in ("running_mean", "running_var"):
         key = f"{first}.{buf}"
         torch.testing.assert_close(after[key], before[key], atol=1e-4, rtol=1e-3)
-    rec = read_card(out)["adaptation"]
+    rec = read_card(out).provenance.adaptation
     assert rec["bn_mode"] == "relative" and rec["reference"]["n_films"] == 100
     assert rec["reference"]["set"] == "kermany_site"

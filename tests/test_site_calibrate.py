@@ -38,18 +38,19 @@ def test_calibrate_changes_only_the_card(calibrated: dict) -> None:
 
 
 def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
-    old, new = read_card(calibrated["src"]), read_card(calibrated["out"])
-    rec = new["site_calibration"]
-    assert new["training_thresholds"] == old["thresholds"]
-    assert new["threshold_method"] == old["threshold_method"]
-    assert new["thresholds"] == [rec["threshold"]]
+    old_card, new_card = read_card(calibrated["src"]), read_card(calibrated["out"])
+    old, new = old_card.to_dict(), new_card.to_dict()
+    rec = new_card.provenance.site_calibration
+    assert new_card.provenance.training_thresholds == old_card.thresholds
+    assert new_card.decision.method == old_card.decision.method
+    assert new_card.thresholds == (rec["threshold"],)
     assert rec["fitted_probability_calibration"]["method"] == "platt"
-    assert rec["model_threshold"] == old["thresholds"][0]
+    assert rec["model_threshold"] == old_card.thresholds[0]
     if rec["decision"] == "kept":  # the card decides exactly as before
-        assert new["thresholds"] == old["thresholds"]
-        assert "probability_calibration" not in new and not rec["changed"]
+        assert new_card.thresholds == old_card.thresholds
+        assert new_card.calibration.probability is None and not rec["changed"]
     else:
-        assert new["probability_calibration"] == rec["fitted_probability_calibration"]
+        assert new_card.calibration.probability == rec["fitted_probability_calibration"]
     res = rec["resampled"]
     assert res["resamples"] == 200 and res["objective"] == "expected cost saved per film"
     assert res["gain"]["interval"][0] <= res["gain"]["mean"] <= res["gain"]["interval"][1]
@@ -76,7 +77,7 @@ def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
     assert len(rec["fold_thresholds"]) == rec["folds"] == 5
     assert calibrated["report"]["site_calibration"] == rec
     # no absolute path anywhere in what the site calibration writes
-    text = json.dumps({k: new.get(k) for k in ("site_calibration", "probability_calibration")})
+    text = json.dumps([rec, new_card.calibration.probability])
     assert str(calibrated["site"]) not in text and "/" not in rec["set"]
     for key, value in old.items():  # everything else in the card is as it was
         if key not in ("thresholds", "selection_sets"):
@@ -90,10 +91,10 @@ def test_card_calibration_reaches_predict(calibrated: dict) -> None:
     raw = predict(calibrated["src"], films, screen=False, num_workers=0)
     cal = predict(calibrated["out"], films, screen=False, num_workers=0)
     card = read_card(calibrated["out"])
-    p_raw = np.array([[r["probabilities"][c] for c in card["class_names"]] for r in raw])
-    p_cal = np.array([[r["probabilities"][c] for c in card["class_names"]] for r in cal])
+    p_raw = np.array([[r["probabilities"][c] for c in card.class_names] for r in raw])
+    p_cal = np.array([[r["probabilities"][c] for c in card.class_names] for r in cal])
     np.testing.assert_allclose(p_cal, apply_card_calibration(p_raw, card), atol=1e-5)
-    t = card["thresholds"][0]
+    t = card.thresholds[0]
     assert [r["label"] for r in cal] == ["pneumonia" if p >= t else "normal" for p in p_cal[:, 1]]
 
 
@@ -139,10 +140,10 @@ def test_too_small_site_set_warns(site_dir: Path, tmp_path: Path) -> None:
     # a target sensitivity is a constraint the user asked for: applied, its interval printed
     assert "held-out sensitivity of the fitted threshold" in err and "CHANGED the model" in err
     card = read_card(tmp_path / "c.safetensors")
-    rec = card["site_calibration"]
-    assert rec["decision"] == "threshold" and card["thresholds"] == [rec["fitted_threshold"]]
-    assert card["probability_calibration"]["method"] == "isotonic"
-    assert card["selection_sets"][0]["name"] == "tiny_site"
+    rec = card.provenance.site_calibration
+    assert rec["decision"] == "threshold" and card.thresholds == (rec["fitted_threshold"],)
+    assert card.calibration.method == "isotonic"
+    assert card.provenance.selection_sets[0]["name"] == "tiny_site"
     assert rec["set"] == "tiny_site" and rec["n_films"] == 16
     assert any("fewer than 30" in w for w in rec["warnings"])
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrkit.card import ModelCard
 from cxrkit.data.selection import add_selection_set, selection_flag
 from cxrkit.errors import CxrkitError
 from cxrkit.models.calibration import apply_card_calibration
@@ -16,7 +17,14 @@ from cxrkit.site.guard import carried_threshold, guarded_fit
 from cxrkit.site.resample import decision_objective, patient_halves, resampled_gain
 from site_helpers import assert_one_line_error, run_cxr, tiny_model_file
 
-CARD = {"task": "binary", "class_names": ["normal", "pneumonia"], "thresholds": [0.5]}
+CARD = ModelCard.from_dict(
+    {
+        "task": "binary",
+        "class_names": ["normal", "pneumonia"],
+        "preprocessing": {"size": 32},
+        "thresholds": [0.5],
+    }
+)
 
 
 def synthetic_site(seed: int, shift: float, n: int = 100) -> tuple[np.ndarray, ...]:
@@ -31,7 +39,7 @@ def synthetic_site(seed: int, shift: float, n: int = 100) -> tuple[np.ndarray, .
 
 
 def _decisions(fit, raw: np.ndarray) -> np.ndarray:
-    card = {**CARD, "probability_calibration": fit.calibration}
+    card = CARD.merged(probability_calibration=fit.calibration)
     return apply_card_calibration(raw, card)[:, 1] >= fit.threshold
 
 
@@ -108,7 +116,7 @@ def test_carried_threshold_keeps_every_label() -> None:
     ):
         t = carried_threshold(raw, CARD, cal)
         assert t is not None
-        new = apply_card_calibration(raw, {**CARD, "probability_calibration": cal})[:, 1] >= t
+        new = apply_card_calibration(raw, CARD.merged(probability_calibration=cal))[:, 1] >= t
         assert np.array_equal(new, raw[:, 1] >= 0.5)
     reversed_map = {"method": "platt", "params": {"a": -1.0, "b": 0.0}}
     assert carried_threshold(raw, CARD, reversed_map) is None
@@ -129,10 +137,10 @@ def test_selection_sets_merge_and_flag() -> None:
     assert sets == [
         {"name": "site", "labels_sha256": "abc", "used_for": ["threshold method", "recipe"]}
     ]
-    flag = selection_flag({"selection_sets": sets}, "abc")
+    flag = selection_flag(CARD.merged(selection_sets=sets), "abc")
     assert flag["used_for_selection"] and "optimistic" in flag["note"]
-    assert not selection_flag({"selection_sets": sets}, "other")["used_for_selection"]
-    assert not selection_flag({}, "abc")["used_for_selection"]
+    assert not selection_flag(CARD.merged(selection_sets=sets), "other")["used_for_selection"]
+    assert not selection_flag(CARD, "abc")["used_for_selection"]
 
 
 def test_a_site_without_patient_ids_is_refused_unless_asked(site_dir: Path, tmp_path: Path) -> None:

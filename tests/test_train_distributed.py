@@ -64,8 +64,8 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-4)
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
-    assert read_card(one / "model.safetensors")["training"]["processes"] == 1
-    assert read_card(two / "model.safetensors")["training"]["processes"] == 2
+    assert read_card(one / "model.safetensors").provenance.training["processes"] == 1
+    assert read_card(two / "model.safetensors").provenance.training["processes"] == 2
     assert m2["n"] == m1["n"] > 0
     assert m2["accuracy"] == pytest.approx(m1["accuracy"], abs=1e-3)
     assert m2["auc"] == pytest.approx(m1["auc"], abs=1e-3)

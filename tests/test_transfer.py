@@ -59,6 +59,7 @@ def test_drift_summary_warns_when_many_films_are_flagged() -> None:
         "task": "binary",
         "training": {"class_counts": {"normal": 50, "pneumonia": 50}},
         "ood": {"threshold": 1.0, "quantile": 0.99},
+        "preprocessing": {"size": 32},  # the rest of a valid card
     }
     rows = [
         {"label": "pneumonia", "ood_score": 2.0, "out_of_distribution": True} for _ in range(8)
@@ -118,7 +119,7 @@ def test_train_scores_the_external_set_beside_the_test_split(effnet_run: Path) -
     html = (effnet_run / "report.html").read_text()
     assert "Internal vs external" in html and "kermany_site" in html
     assert (effnet_run / "external" / "kermany_site" / "metrics.json").is_file()
-    card = read_card(effnet_run)
+    card = read_card(effnet_run).to_dict()
     assert card["metrics"]["external"]["kermany_site"]["n"] == 100
     assert card["training"]["class_counts"]["pneumonia"] > 0
     assert set(read_extra_tensors(effnet_run, "ood.")) >= {"ood.mean", "ood.components"}
@@ -194,14 +195,14 @@ def test_predict_report_and_onnx_carry_the_flag(
 
 def test_the_reference_loads_back_from_the_model_file(effnet_run: Path) -> None:
     ref = load_feature_reference(effnet_run)
-    card = read_card(effnet_run)
+    card = read_card(effnet_run).to_dict()
     assert ref is not None and ref.threshold == pytest.approx(card["ood"]["threshold"], rel=1e-5)
 
 
 def test_the_card_names_its_data_and_weights_without_local_paths(
     effnet_run: Path, kermany_dir: Path
 ) -> None:
-    card = read_card(effnet_run)
+    card = read_card(effnet_run).to_dict()
     text = json.dumps(card)
     assert (
         str(kermany_dir.parent) not in text

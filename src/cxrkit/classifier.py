@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.infer.films import FilmPrep
+from cxrkit.infer.runtimes import RUNTIMES, check_runtime, get_runtime
 from cxrkit.infer.screen import (
     Screening,
     screen_films,
@@ -36,16 +38,14 @@ from cxrkit.infer.screen import (
     training_views,
 )
 from cxrkit.io.film import as_film
-from cxrkit.models.calibration import apply_card_calibration
-from cxrkit.models.inference import label_row, logits_to_probs, resolve_device
+from cxrkit.models.inference import logits_to_probs, resolve_device
 from cxrkit.models.ood import OOD_WARNING, FeatureReference, ScoredClassifier, ood_fields
 
 if TYPE_CHECKING:
     from cxrkit.infer.onnx_runtime import OnnxModel
     from cxrkit.infer.runtimes import OpenVinoModel
 
-#: torch | onnx | onnx-int8 | openvino (see `cxrkit.infer.runtimes`).
-RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino")
+__all__ = ["INT8_FILE", "RUNTIMES", "Classifier", "FilmInput"]
 #: The int8 graph `cxr export --format onnx-int8` writes beside a run's model file.
 INT8_FILE = "model.int8.onnx"
 #: A film to predict: a path (file, folder or glob) or an image array.
@@ -64,14 +64,17 @@ class Classifier:
     def __init__(
         self,
         net: torch.nn.Module | OnnxModel | OpenVinoModel,
-        card: dict[str, Any],
+        card: ModelCard | dict[str, Any],
         *,
         reference: FeatureReference | None = None,
         torch_net: torch.nn.Module | None = None,
         device: str | torch.device | None = None,
         path: str | Path | None = None,
     ) -> None:
-        self.card = card
+        self.card = ModelCard.from_dict(card, source=str(path or "model card"))
+        if not self.card.is_classifier:
+            raise ModelFileError(f"{path or 'model'}: a {self.card.task} model, not a classifier")
+        self.decision = self.card.require_decision()
         self.path = None if path is None else Path(path)
         self.reference = reference
         self.onnx: OnnxModel | OpenVinoModel | None = None  # the graph runtime, if any
@@ -83,7 +86,7 @@ class Classifier:
             params = next(iter(self.net.parameters()), None) if self.net is not None else None
             device = params.device if params is not None else "cpu"
         self.device = resolve_device(str(device))
-        self.preparation = FilmPrep.from_card(card)
+        self.preparation = FilmPrep.from_card(self.card)
         self._module: torch.nn.Module | None = None
         if self.net is not None:
             self.net = self.net.to(self.device).eval()
@@ -115,8 +118,6 @@ class Classifier:
         beside the model file (`quantize_model` writes it). A runtime whose package is
         missing raises `RuntimeMissingError` naming the extra to install.
         """
-        from cxrkit.infer.runtimes import check_runtime
-
         check_runtime(runtime)
         p = Path(path)
         if runtime == "onnx-int8":
@@ -157,7 +158,7 @@ class Classifier:
                 "calibration=TRAINING_DATA)`"
             )
         graph = _open_graph(int8, "onnx", threads)
-        if "quantization" not in graph.card:
+        if graph.card.provenance.quantization is None:
             raise ModelFileError(f"{int8}: not an int8 export (its card has no `quantization`)")
         torch_net = None
         try:
@@ -176,22 +177,23 @@ class Classifier:
             return "torch"
         if type(self.onnx).__name__ == "OpenVinoModel":
             return "openvino"
-        return "onnx-int8" if "quantization" in self.card else "onnx"
+        return "onnx-int8" if self.card.provenance.quantization is not None else "onnx"
 
     @property
     def class_names(self) -> list[str]:
         """Class names, in the order of the probability columns."""
-        return list(self.card["class_names"])
+        return list(self.card.class_names)
 
     @property
     def task(self) -> str:
         """'binary', 'multiclass' or 'multilabel'."""
-        return str(self.card["task"])
+        return self.card.task
 
     @property
     def thresholds(self) -> list[float]:
-        """The card's decision thresholds ([] : 0.5 for binary/multilabel, argmax else)."""
-        return list(self.card.get("thresholds") or [])
+        """The card's decision thresholds (binary 1, multi-label one per class, multi-class
+        none: argmax)."""
+        return list(self.decision.thresholds)
 
     # ---- one film in, model input out --------------------------------------------------
 
@@ -220,7 +222,7 @@ class Classifier:
                 logits, scores_t = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
                 probs = logits_to_probs(logits, self.task).float().cpu().numpy()
                 scores = None if scores_t is None else scores_t.float().cpu().numpy()
-        return apply_card_calibration(probs, self.card), scores
+        return self.card.calibration.apply(probs, self.task), scores
 
     def probs(self, films: np.ndarray | torch.Tensor) -> np.ndarray:
         """Calibrated class probabilities (B, C) of prepared films (B, [1,] S, S)."""
@@ -247,21 +249,32 @@ class Classifier:
         """Output rows of prepared films: `path`, `label` and `probabilities` (or `error`
         when they are not finite), the OOD and screening columns and `warning`."""
         probs, scores = self.outputs(films)
-        out = []
-        for k, (name, p) in enumerate(zip(names, probs, strict=True)):
-            ood = ood_fields(None if scores is None else float(scores[k]), self.card)
-            row = {"path": name, **self.label(p), **ood}
-            if screens is not None:
-                row.update(screens[k].set_ood(ood).fields())
-            elif ood["out_of_distribution"]:
-                row["warning"] = OOD_WARNING
-            out.append(row)
-        return out
+        return [
+            self._row(
+                name,
+                p,
+                None if scores is None else float(scores[k]),
+                None if screens is None else screens[k],
+            )
+            for k, (name, p) in enumerate(zip(names, probs, strict=True))
+        ]
+
+    def _row(
+        self, name: str, p: np.ndarray, score: float | None, screening: Screening | None
+    ) -> dict[str, Any]:
+        """One output row from one probability row, its OOD score and its screening."""
+        ood = ood_fields(score, self.card)
+        row = {"path": name, **self.label(p), **ood}
+        if screening is not None:
+            row.update(screening.set_ood(ood).fields())
+        elif ood["out_of_distribution"]:
+            row["warning"] = OOD_WARNING
+        return row
 
     def label(self, p: np.ndarray) -> dict[str, Any]:
         """`label` and `probabilities` of one probability row, decided by the card's
-        thresholds; `{"error"}` when the row is not finite numbers in [0, 1]."""
-        return label_row(p, self.class_names, self.task, self.thresholds)
+        decision rule; `{"error"}` when the row is not finite numbers in [0, 1]."""
+        return self.decision.row(p)
 
     # ---- many films ----------------------------------------------------------------------
 
@@ -362,6 +375,27 @@ class Classifier:
         `info` carries the same flags as a `predict` row beside the class: `warning`,
         `out_of_distribution`, and with `screen` also `view`, `polarity` and `not_cxr`.
         Probabilities that are not finite raise `ModelOutputError`: no map, no class."""
+        row, heatmap, info = self.explain_row(
+            image, method=method, class_name=class_name, box_threshold=box_threshold, screen=screen
+        )
+        if heatmap is None:
+            raise ModelOutputError(f"no heat map: {row['error']}")
+        return heatmap, info
+
+    def explain_row(
+        self,
+        image: np.ndarray,
+        name: str = "array",
+        *,
+        method: str = "gradcam",
+        class_name: str | int | None = None,
+        box_threshold: float = 0.5,
+        screen: bool = True,
+    ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, Any]]:
+        """(the film's `predict` row, its heat map, the map's info) from one prepared input
+        and one prediction forward pass (the CAM then runs its own gradient pass on a copy
+        of the network). A row whose probabilities are not finite has an `error`, no map
+        (None) and an empty info: never a class."""
         if self.net is None:
             raise ModelFileError(
                 "explain needs the torch model file (.safetensors); an .onnx file has no CAM"
@@ -371,9 +405,11 @@ class Classifier:
         film_image = as_film(image)
         film, box = self.preparation.with_box(film_image)
         probs, scores = self.outputs(film[None])
-        decided = self.label(probs[0])
-        if "error" in decided:
-            raise ModelOutputError(f"no heat map: {decided['error']}")
+        score = None if scores is None else float(scores[0])
+        screening = screen_image(film_image, training_views(self.card)) if screen else None
+        row = self._row(name, probs[0], score, screening)
+        if "error" in row:
+            return row, None, {}
         with self._cam_lock:
             if self._cam_net is None:
                 self._cam_net = copy.deepcopy(self.net)
@@ -388,34 +424,28 @@ class Classifier:
                 class_name=class_name,
                 box_threshold=box_threshold,
             )
-        ood = ood_fields(None if scores is None else float(scores[0]), self.card)
-        if screen:
-            info.update(screen_image(film_image, training_views(self.card)).set_ood(ood).fields())
+        if screening is not None:  # `_row` gave it the OOD verdict
+            info.update(screening.fields())
         else:
+            ood = ood_fields(score, self.card)
             info.update(ood, warning=OOD_WARNING if ood["out_of_distribution"] else "")
-        return heatmap, info
+        return row, heatmap, info
 
     # ---- export --------------------------------------------------------------------------
 
-    def export_onnx(self, out: str | Path, *, opset: int = 17) -> tuple[Path, dict[str, Any]]:
+    def export_onnx(self, out: str | Path, *, opset: int = 17) -> tuple[Path, ModelCard]:
         """Write the network (and its OOD scorer) as ONNX to `out`; (path, card written)."""
         from cxrkit.infer.onnx_export import export_model_onnx
 
         if self.net is None:
             raise ModelFileError("export needs the torch model file (.safetensors)")
         source = self.path.name if self.path is not None else None
-        card = {**self.card, "export": {"source": source, "opset": opset}}
+        card = self.card.merged(export={"source": source, "opset": opset})
         net = copy.deepcopy(self.net).cpu().float().to(memory_format=torch.contiguous_format)
         module = net if self.reference is None else ScoredClassifier(net, self.reference)
         return export_model_onnx(module, card, out, opset=opset), card
 
 
 def _open_graph(path: Path, runtime: str, threads: int | None) -> OnnxModel | OpenVinoModel:
-    """An ONNX file as onnxruntime session ('onnx', 'torch') or OpenVINO model ('openvino')."""
-    if runtime == "openvino":
-        from cxrkit.infer.runtimes import OpenVinoModel
-
-        return OpenVinoModel(path, threads=threads)
-    from cxrkit.infer.onnx_runtime import load_onnx_model
-
-    return load_onnx_model(path, threads=threads)[0]
+    """An ONNX file on the runtime's graph opener (onnxruntime for 'torch' too)."""
+    return get_runtime("onnx" if runtime == "torch" else runtime).open_graph(path, threads)

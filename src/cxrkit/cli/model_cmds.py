@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,15 +15,15 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from cxrkit.cli import dicom_flags
+from cxrkit.infer.runtimes import RUNTIMES, runtime_help
 from cxrkit.io.atomic import atomic_write_text
 
+if TYPE_CHECKING:
+    from cxrkit.card import ModelCard
+
 console = Console(stderr=True)
-#: The runtimes of `Classifier.load` (kept here so `--help` imports no torch).
-RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino")
-RUNTIME_HELP = (
-    "torch | onnx (onnxruntime; MODEL may be a .onnx file) | onnx-int8 (the file "
-    "`cxr export --format onnx-int8` writes) | openvino"
-)
+#: The runtimes of `Classifier.load`, from the one registry (it imports no torch).
+RUNTIME_HELP = runtime_help()
 # from the shipped film screen and the model's own feature reference
 SCREEN_COLUMNS = (
     "not_cxr",
@@ -256,16 +256,16 @@ def predict_cmd(
     if runtime not in RUNTIMES:
         raise CxrkitError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
     clf = Classifier.load(model, runtime, device=device)
-    net, card = clf.net, clf.card
+    card = clf.card
     files = require_films(paths)
-    rows = clf.predict_iter(
-        files, batch_size=batch_size, num_workers=num_workers, jpeg_draft=jpeg_draft
-    )
+    predict_kw = {"batch_size": batch_size, "num_workers": num_workers, "jpeg_draft": jpeg_draft}
+    if dicom_out is not None:  # SR + heat-map overlay per DICOM film, one pass per film
+        writer = dicom_flags.make_writer(clf, uid_root, runtime)
+        rows = dicom_flags.predict_with_dicom(clf, files, writer, dicom_out, **predict_kw)
+    else:
+        rows = clf.predict_iter(files, **predict_kw)
     if report is not None:
         rows = collect_drift(rows, card, report)
-    if dicom_out is not None:  # SR + heat-map overlay per DICOM film
-        writer = dicom_flags.make_writer(net, card, model, uid_root, runtime)
-        rows = dicom_flags.dicom_outputs(rows, writer, dicom_out)
     bad: list[dict] = []
     flagged: list[dict] = []  # not a chest film, or looks inverted (cxrkit.guard)
     n_ok = 0
@@ -281,20 +281,20 @@ def predict_cmd(
         handle = out.open("w", newline="") if out else sys.stdout
         try:
             writer = csv.writer(handle)
-            writer.writerow(["path", "label", *card["class_names"], "error", *SCREEN_COLUMNS])
+            writer.writerow(["path", "label", *card.class_names, "error", *SCREEN_COLUMNS])
             for r in rows:
                 if "error" in r:
                     bad.append(r)
                     blanks = [""] * len(SCREEN_COLUMNS)
                     writer.writerow(
-                        [r["path"], "", *[""] * len(card["class_names"]), r["error"], *blanks]
+                        [r["path"], "", *[""] * len(card.class_names), r["error"], *blanks]
                     )
                 else:
                     n_ok += 1
                     flagged += [r] if r.get("warning") else []
                     p = r["probabilities"]
                     writer.writerow(
-                        [r["path"], r["label"], *[f"{p[c]:.6f}" for c in card["class_names"]], ""]
+                        [r["path"], r["label"], *[f"{p[c]:.6f}" for c in card.class_names], ""]
                         + [_cell(r.get(k)) for k in SCREEN_COLUMNS]
                     )
         finally:
@@ -319,7 +319,7 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def collect_drift(rows, card: dict, folder: Path):
+def collect_drift(rows, card: ModelCard, folder: Path):
     """Pass rows through, then write the drift report of the whole batch into `folder`."""
     from cxrkit.infer.drift import write_drift_report
 

@@ -146,11 +146,11 @@ def export_cmd(
     clf = Classifier.load(model, device="cpu")
     path, card = clf.export_onnx(out, opset=opset)
     size_mb = path.stat().st_size / 1e6
-    msg = f"wrote {path} ({size_mb:.1f} MB, {card['architecture']}, classes {card['class_names']})"
+    msg = f"wrote {path} ({size_mb:.1f} MB, {card.architecture}, classes {list(card.class_names)})"
     if check:
         import torch
 
-        s = int(card["preprocessing"]["size"])
+        s = card.size
         films = torch.rand(3, 1, s, s, generator=torch.Generator().manual_seed(0))
         diff = torch_onnx_max_diff(clf.net, path, films)
         msg += f"; max |logit difference| vs torch = {diff:.2e}"
@@ -170,7 +170,7 @@ def _export_int8(
 
     check_runtime("onnx-int8")
     path, card = quantize_model(model, out, calibration, n_films=n_films, check=check_data)
-    change = card["quantization"]["accuracy_change"]
+    change = (card.provenance.quantization or {})["accuracy_change"]
 
     def fig(key: str) -> str:
         return "n/a" if change[key] is None else f"{change[key]:.4f}"

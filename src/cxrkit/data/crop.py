@@ -173,4 +173,4 @@ def _box_model() -> Any:
     from cxrkit.segment.infer import load_lung_model
 
     model = load_lung_model()
-    return dataclasses.replace(model, card={**model.card, "tta_hflip": False})
+    return dataclasses.replace(model, card=model.card.merged(tta_hflip=False))

@@ -12,13 +12,19 @@ optimistic": a set that chose cannot also give an unbiased estimate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from cxrkit.card import ModelCard
 
 OPTIMISTIC_NOTE = "used for selection: optimistic"
 
 
 def add_selection_set(
-    existing: list[dict[str, Any]] | None, name: str, labels_sha256: str | None, used_for: list[str]
+    existing: Sequence[Mapping[str, Any]] | None,
+    name: str,
+    labels_sha256: str | None,
+    used_for: list[str],
 ) -> list[dict[str, Any]]:
     """`existing` with the set added, or its `used_for` extended when already listed."""
     out = [dict(entry) for entry in existing or []]
@@ -32,17 +38,19 @@ def add_selection_set(
     return out
 
 
-def selection_use(card: dict[str, Any], labels_sha256: str | None) -> dict[str, Any] | None:
+def selection_use(
+    card: ModelCard | dict[str, Any], labels_sha256: str | None
+) -> dict[str, Any] | None:
     """The card's `selection_sets` entry with this fingerprint, or None."""
     if not labels_sha256:
         return None
-    for entry in card.get("selection_sets") or []:
+    for entry in ModelCard.from_dict(card).provenance.selection_sets:
         if entry.get("labels_sha256") == labels_sha256:
-            return entry
+            return dict(entry)
     return None
 
 
-def selection_flag(card: dict[str, Any], labels_sha256: str | None) -> dict[str, Any]:
+def selection_flag(card: ModelCard | dict[str, Any], labels_sha256: str | None) -> dict[str, Any]:
     """The `selection` block of an evaluation: whether this set chose anything, and what."""
     entry = selection_use(card, labels_sha256)
     if entry is None:

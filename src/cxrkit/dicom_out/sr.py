@@ -13,9 +13,11 @@ import math
 from typing import Any
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
+from cxrkit.card import ModelCard
 from cxrkit.dicom_out import codes
 from cxrkit.dicom_out.uids import new_uid
 from cxrkit.errors import CxrkitError
@@ -25,41 +27,29 @@ SR_SERIES_NUMBER = 9901
 SR_SERIES_DESCRIPTION = "cxrkit findings (research use, not for diagnosis)"
 
 
-def reported_classes(card: dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]]:
+def reported_classes(card: ModelCard | dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]]:
     """Per reported class: name, probability, threshold (or None) and the decision (bool).
 
     Binary models report their positive class (the second class name) against the card's
     threshold; multilabel models every class against its own threshold; multiclass models
     every class, the decided one being the argmax (no threshold).
     """
-    classes, task = list(card["class_names"]), card["task"]
+    decision = ModelCard.from_dict(card).require_decision()
     probs = row["probabilities"]
-    thresholds = [float(t) for t in card.get("thresholds") or []]
-    decided = set(str(row.get("label", "")).split("|")) - {""}
-    for c in classes:
+    for c in decision.class_names:
         if not math.isfinite(float(probs[c])):
             raise CxrkitError(f"probability of {c!r} is not a finite number; no report written")
-    if task == "binary":
-        c = classes[1]
-        t = thresholds[0] if thresholds else 0.5
-        present = c in decided
-        return [{"name": c, "probability": float(probs[c]), "threshold": t, "present": present}]
-    if task == "multilabel":
-        th = thresholds if len(thresholds) == len(classes) else [0.5] * len(classes)
-        return [
-            {"name": c, "probability": float(probs[c]), "threshold": t, "present": c in decided}
-            for c, t in zip(classes, th, strict=True)
-        ]
-    return [
-        {"name": c, "probability": float(probs[c]), "threshold": None, "present": c in decided}
-        for c in classes
-    ]
+    found = decision.report(np.array([float(probs[c]) for c in decision.class_names]))
+    if "label" in row:  # the row's label is the decision `cxr predict` printed: report it
+        decided = set(str(row["label"]).split("|")) - {""}
+        found = [{**f, "present": f["name"] in decided} for f in found]
+    return found
 
 
 def build_sr(
     source: Dataset,
     row: dict[str, Any],
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     *,
     model_name: str,
     model_version: str,
@@ -73,6 +63,7 @@ def build_sr(
     """
     if "error" in row:
         raise CxrkitError(f"{row.get('path', 'film')}: {row['error']}; no report written")
+    card = ModelCard.from_dict(card)
     algorithm = hd.sr.AlgorithmIdentification(name=model_name, version=model_version)
     source_image = hd.sr.SourceImageForMeasurementGroup.from_source_image(source)
     groups = [

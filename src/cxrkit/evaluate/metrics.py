@@ -14,10 +14,10 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from cxrkit.card import Decision, DecisionError
 from cxrkit.evaluate.auc import binary_auc, bootstrap_aucs, percentile_ci
 from cxrkit.evaluate.calibration import calibration
 from cxrkit.evaluate.proportions import wilson_interval
-from cxrkit.evaluate.thresholds import DEFAULT_THRESHOLD
 from cxrkit.evaluate.validation import EvaluationError, check_inputs, one_hot
 
 
@@ -43,19 +43,17 @@ def resolve_thresholds(
     thresholds: float | Sequence[float] | None, task: str, n_classes: int
 ) -> list[float]:
     """Normalise user thresholds: binary -> [t]; multilabel -> C values; multiclass -> []."""
-    if task == "multiclass":
-        return []
-    want = 1 if task == "binary" else n_classes
-    if thresholds is None:
-        return [DEFAULT_THRESHOLD] * want
-    values = np.atleast_1d(np.asarray(thresholds, dtype=np.float64)).ravel()
-    if values.size == 1:
-        values = np.repeat(values, want)
-    if values.size != want or not np.all(np.isfinite(values)):
-        raise EvaluationError(
-            f"{task} task needs {want} finite threshold(s), got {np.asarray(thresholds).tolist()}"
-        )
-    return [float(v) for v in values]
+    return list(_decision(thresholds, task, [str(j) for j in range(n_classes)]).thresholds)
+
+
+def _decision(
+    thresholds: float | Sequence[float] | None, task: str, names: Sequence[str]
+) -> Decision:
+    """The decision rule (the card's, `cxrkit.card.Decision`) for these user thresholds."""
+    try:
+        return Decision.build(task, names, thresholds)
+    except DecisionError as exc:
+        raise EvaluationError(f"{task} task: {exc}") from exc
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -157,7 +155,8 @@ def compute_metrics(
     if not 0.0 < ci < 1.0:
         raise EvaluationError(f"ci must lie in (0, 1), got {ci}")
     n, n_classes = p.shape
-    thr = resolve_thresholds(thresholds, task, n_classes)
+    decision = _decision(thresholds, task, names)
+    thr = list(decision.thresholds)
     warns: list[str] = []
     if task == "multiclass" and thresholds is not None and np.size(thresholds) > 0:
         warns.append("thresholds are ignored for multiclass (predictions are the argmax)")
@@ -167,12 +166,8 @@ def compute_metrics(
         warns.append("probabilities fall outside [0, 1]")
 
     out: dict[str, Any] = {"n": n, "task": task, "class_names": names, "thresholds": thr}
-    if task == "binary":
-        pred = (p[:, 1] >= thr[0]).astype(np.int64)
-    elif task == "multiclass":
-        pred = p.argmax(axis=1)
-    else:
-        pred = (p >= np.asarray(thr)[None, :]).astype(np.int64)
+    multilabel = task == "multilabel"
+    pred = decision.positive(p).astype(np.int64) if multilabel else decision.indices(p)
     y_onehot = y if task == "multilabel" else one_hot(y, n_classes)
     per_class = _per_class_basics(y, pred, names, task)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.evaluate.metrics import compute_metrics
 from cxrkit.evaluate.report import write_report
 
@@ -31,7 +32,7 @@ def evaluate_predictions(
     out_dir: str | Path,
     thresholds: float | Sequence[float] | None = None,
     title: str = "cxrkit evaluation",
-    model_card: Mapping[str, Any] | None = None,
+    model_card: ModelCard | Mapping[str, Any] | None = None,
     n_bootstrap: int = 1000,
     *,
     seed: int = 0,

@@ -9,6 +9,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from cxrkit.card import ModelCard
+
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em auto;
 max-width:1100px;color:#222;line-height:1.4;padding:0 1em}
@@ -184,28 +186,28 @@ def _card_value(value: Any, limit: int = 300) -> str:
     return escape(text)
 
 
-def _card_summary(card: Mapping[str, Any]) -> dict[str, Any]:
-    """Card with ``input_size`` / ``training_data`` filled from the train runner's nested
+def _card_summary(card: ModelCard | Mapping[str, Any]) -> dict[str, Any]:
+    """The card's fields for display, with ``input_size`` / ``training_data`` filled from
     ``preprocessing.size`` / ``training.data`` when not given at the top level."""
-    out = dict(card)
-    pre = card.get("preprocessing")
+    out = card.to_dict() if isinstance(card, ModelCard) else dict(card)
+    pre = out.get("preprocessing")
     if "input_size" not in out and isinstance(pre, Mapping) and "size" in pre:
         size = pre["size"]
         out["input_size"] = f"{size} \u00d7 {size} px" if isinstance(size, int) else size
-    training = card.get("training")
+    training = out.get("training")
     has_data = "training_data" in out or "dataset" in out
     if not has_data and isinstance(training, Mapping) and "data" in training:
         out["training_data"] = training["data"]
     return out
 
 
-def _model_card(card: Mapping[str, Any]) -> str:
-    card = _card_summary(card)
-    keys = [k for k in _CARD_LABELS if k in card]
-    keys += [k for k in card if k not in keys and k not in _CARD_SKIP]
+def _model_card(card: ModelCard | Mapping[str, Any]) -> str:
+    fields = _card_summary(card)
+    keys = [k for k in _CARD_LABELS if k in fields]
+    keys += [k for k in fields if k not in keys and k not in _CARD_SKIP]
     rows = []
     for k in keys:
-        value = card[k]
+        value = fields[k]
         label = _CARD_LABELS.get(k, str(k).replace("_", " ").capitalize())
         if isinstance(value, Mapping) and 0 < len(value) <= 24:
             for sub, v in value.items():
@@ -236,7 +238,7 @@ def render_report(
     metrics: Mapping[str, Any],
     plots: Mapping[str, str | Path] | None = None,
     title: str = "cxrkit evaluation",
-    model_card: Mapping[str, Any] | None = None,
+    model_card: ModelCard | Mapping[str, Any] | None = None,
     comparison: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The report as one HTML string (no scripts, no external resources).
@@ -286,7 +288,7 @@ def write_report(
     metrics: Mapping[str, Any],
     plots: Mapping[str, str | Path] | None = None,
     title: str = "cxrkit evaluation",
-    model_card: Mapping[str, Any] | None = None,
+    model_card: ModelCard | Mapping[str, Any] | None = None,
     comparison: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (figures embedded as base64 data URIs); return its path."""

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from cxrkit.card import DEFAULT_THRESHOLD
 from cxrkit.evaluate.validation import EvaluationError, check_inputs
+
+__all__ = ["DEFAULT_THRESHOLD", "METHODS"]
 
 METHODS = ("youden", "sensitivity", "cost", "midpoint")
 _NO_PARAMETER = ("youden", "midpoint")
-DEFAULT_THRESHOLD = 0.5
 
 
 def parse_threshold_method(method: str, target_sensitivity: float = 0.95) -> tuple[str, float]:
@@ -114,7 +116,8 @@ def choose_thresholds(
     """Per-task thresholds from validation predictions.
 
     binary: ``[t]`` for the positive column (column 1); multilabel: one threshold per class;
-    multiclass: ``[]`` (predictions are the argmax). A multilabel class, or a binary
+    multiclass: ``[]`` (predictions are the argmax). Thresholds are probabilities, at most 1
+    (a rule that calls nothing positive becomes 1). A multilabel class, or a binary
     validation set, with only one outcome falls back to 0.5 with a ``UserWarning``.
     """
     y, p, names = check_inputs(y_true, probs, class_names, task)
@@ -135,5 +138,6 @@ def choose_thresholds(
             )
             out.append(DEFAULT_THRESHOLD)
         else:
-            out.append(choose_threshold(t, p[:, j], method, target_sensitivity))
+            # a card's threshold is a probability: "nothing positive" above 1 becomes 1
+            out.append(min(choose_threshold(t, p[:, j], method, target_sensitivity), 1.0))
     return out

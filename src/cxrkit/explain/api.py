@@ -2,8 +2,7 @@
 
 `Classifier.explain(image)` is the way in: it prepares the film exactly as `predict` does
 (the card's crop and resize) and hands the prepared input here. `explain(model, card,
-image)` wraps a loaded `(model, card)` pair in a `Classifier` (the one import against the
-package flow, done lazily).
+image)`, deprecated, wraps a loaded `(model, card)` pair in a new `Classifier` per call.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.explain.boxes import boxes_from_heatmap
 from cxrkit.explain.cam import class_index, compute_cam, to_original
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def explain(
     model: torch.nn.Module,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     image: np.ndarray,
     *,
     method: str = "gradcam",
@@ -42,9 +42,20 @@ def explain(
     (`cxrkit.models.ood.load_feature_reference(model_file)`; `Classifier.load` reads it
     itself); without one, `out_of_distribution` is None. Same as
     `Classifier(model, card, reference=reference).explain(image, ...)`.
+
+    Deprecated (kept for one release): hold a `Classifier` and call its `explain`; this
+    wrapper builds a new one per call.
     """
+    import warnings
+
     from cxrkit.classifier import Classifier
 
+    warnings.warn(
+        "cxrkit.explain.explain(model, card, image) is deprecated; use "
+        "Classifier.load(path).explain(image)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     clf = Classifier(model, card, reference=reference)
     return clf.explain(
         image, method, class_name=class_name, box_threshold=box_threshold, screen=screen
@@ -53,7 +64,7 @@ def explain(
 
 def explain_film(
     model: torch.nn.Module,
-    card: dict[str, Any],
+    card: ModelCard,
     film: np.ndarray,
     probs: np.ndarray,
     original_hw: tuple[int, ...],
@@ -68,18 +79,18 @@ def explain_film(
     `box` is where the (cropped) input came from in the original film of size
     `original_hw`; the map is resized back into that box and is 0 outside it.
     """
-    pre = card["preprocessing"]
-    target = class_index(card, class_name, probs)
+    pre = card.preprocessing
+    target = class_index(card.require_decision(), class_name, probs)
     cam = compute_cam(model, film, target, method)
     top, bottom, left, right = box
-    inside = to_original(cam, (bottom - top, right - left), pre.get("resize_mode", "squash"))
+    inside = to_original(cam, (bottom - top, right - left), pre.resize_mode)
     h, w = (int(v) for v in original_hw[:2])
     if (top, bottom, left, right) == (0, h, 0, w):
         heatmap = inside
     else:
         heatmap = np.zeros((h, w), np.float32)
         heatmap[top:bottom, left:right] = inside
-    classes = list(card["class_names"])
+    classes = list(card.class_names)
     info: dict[str, Any] = {
         "class": classes[target],
         "class_index": target,
@@ -87,9 +98,9 @@ def explain_film(
         "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)},
         "method": method,
         "cam_layer": getattr(model, "cam_layer", None),
-        "input_size": int(pre["size"]),
+        "input_size": pre.size,
         "original_size": [h, w],
-        "crop": pre.get("crop"),
+        "crop": pre.crop,
         "crop_box": [int(v) for v in box],
         "boxes": [b.to_dict() for b in boxes_from_heatmap(heatmap, box_threshold)],
     }

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from cxrkit.card import Decision
 from cxrkit.errors import CxrkitError
 from cxrkit.io.resize import resize_float
 
@@ -30,11 +29,12 @@ def cam_class(method: str) -> type:
     return table[key]
 
 
-def class_index(card: dict[str, Any], class_name: str | int | None, probs: np.ndarray) -> int:
-    """Index of the class to explain: the named one, else the model's decided class."""
-    classes = list(card["class_names"])
+def class_index(decision: Decision, class_name: str | int | None, probs: np.ndarray) -> int:
+    """Index of the class to explain: the named one, else the class the card's decision
+    rule decides (binary by its threshold; otherwise the most probable class)."""
+    classes = list(decision.class_names)
     if class_name is None:
-        return predicted_index(card, probs)
+        return decision.index(probs)
     if isinstance(class_name, int) or str(class_name).isdigit():
         idx = int(class_name)
         if not 0 <= idx < len(classes):
@@ -44,14 +44,6 @@ def class_index(card: dict[str, Any], class_name: str | int | None, probs: np.nd
     if str(class_name).lower() not in lowered:
         raise CxrkitError(f"unknown class {class_name!r}; the model knows {', '.join(classes)}")
     return lowered.index(str(class_name).lower())
-
-
-def predicted_index(card: dict[str, Any], probs: np.ndarray) -> int:
-    """The decided class: binary uses the card's threshold, otherwise the top probability."""
-    thresholds = card.get("thresholds") or []
-    if card.get("task") == "binary" and len(probs) == 2:
-        return int(probs[1] >= (thresholds[0] if thresholds else 0.5))
-    return int(np.argmax(probs))
 
 
 def compute_cam(

@@ -8,10 +8,12 @@ one-line reason a lateral film is skipped by a frontal-only step (segmentation, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from cxrkit.card import ModelCard
 
 VIEWS: tuple[str, ...] = ("frontal", "lateral")
 DEFAULT_VIEWS: tuple[str, ...] = ("frontal",)
@@ -26,16 +28,10 @@ def film_view(image: np.ndarray, model: Any = None) -> tuple[str, float]:
     return view_of(model.probs(model.prepare(np.asarray(image, np.float32))[None])[0], model)
 
 
-def supported_views(card: Mapping[str, Any]) -> tuple[str, ...]:
-    """The views a model card declares in `views`; ('frontal',) when it has none.
-
-    Raises ValueError for a view other than 'frontal' or 'lateral'.
-    """
-    views = tuple(card.get("views") or DEFAULT_VIEWS)
-    bad = [v for v in views if v not in VIEWS]
-    if bad:
-        raise ValueError(f"model card views must be among {VIEWS}, got {bad}")
-    return views
+def supported_views(card: ModelCard) -> tuple[str, ...]:
+    """The views a model card declares in `views`; ('frontal',) when it has none (the
+    card checked them when it was read)."""
+    return card.views
 
 
 def view_warning(view: str, trained_views: Sequence[str] = DEFAULT_VIEWS) -> str:

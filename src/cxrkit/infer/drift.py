@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.io.atomic import atomic_write_text
 
 DRIFT_JSON = "drift.json"
@@ -17,11 +18,14 @@ DRIFT_HTML = "drift.html"
 DRIFT_PNG = "ood_scores.png"
 
 
-def drift_summary(rows: Sequence[dict[str, Any]], card: dict[str, Any]) -> dict[str, Any]:
+def drift_summary(
+    rows: Sequence[dict[str, Any]], card: ModelCard | dict[str, Any]
+) -> dict[str, Any]:
     """Share of flagged films, predicted class rates vs the training prior, score summary."""
+    card = ModelCard.from_dict(card)
     good = [r for r in rows if "error" not in r]
-    classes = card["class_names"]
-    counts = (card.get("training") or {}).get("class_counts") or {}
+    classes = list(card.class_names)
+    counts = card.provenance.class_counts
     total = sum(counts.values())
     prior = {c: counts.get(c, 0) / total for c in classes} if total else None
     predicted = {c: 0 for c in classes}
@@ -31,7 +35,7 @@ def drift_summary(rows: Sequence[dict[str, Any]], card: dict[str, Any]) -> dict[
                 predicted[label] += 1
     scores = [r["ood_score"] for r in good if r.get("ood_score") is not None]
     flagged = sum(bool(r.get("out_of_distribution")) for r in good)
-    ood = card.get("ood") or {}
+    ood = card.screening.ood or {}
     expected = 1.0 - float(ood["quantile"]) if ood else None
     summary: dict[str, Any] = {
         "films": len(rows),
@@ -52,7 +56,7 @@ def drift_summary(rows: Sequence[dict[str, Any]], card: dict[str, Any]) -> dict[
             f"{rate:.0%} of films are out of distribution (about {expected:.0%} expected on "
             "films like the training films): this batch differs from the training data"
         )
-    if prior and summary["predicted_rate"] and card.get("task") != "multilabel":
+    if prior and summary["predicted_rate"] and card.task != "multilabel":
         for c in classes:
             gap = summary["predicted_rate"][c] - prior[c]
             if abs(gap) > 0.15:
@@ -63,16 +67,15 @@ def drift_summary(rows: Sequence[dict[str, Any]], card: dict[str, Any]) -> dict[
     return summary
 
 
-def write_drift_report(
-    rows: Sequence[dict[str, Any]], card: dict[str, Any], folder: str | Path
-) -> Path:
+def write_drift_report(rows: Sequence[dict[str, Any]], card: ModelCard, folder: str | Path) -> Path:
     """Write drift.json, ood_scores.png and drift.html into `folder`; return the HTML path."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     summary = drift_summary(rows, card)
     atomic_write_text(out / DRIFT_JSON, json.dumps(summary, indent=2) + "\n")
     scores = [r["ood_score"] for r in rows if r.get("ood_score") is not None]
-    figure = _plot_scores(scores, card.get("ood") or {}, out / DRIFT_PNG) if scores else None
+    ood = dict(card.screening.ood or {})
+    figure = _plot_scores(scores, ood, out / DRIFT_PNG) if scores else None
     (out / DRIFT_HTML).write_text(_html(summary, figure), encoding="utf-8")
     return out / DRIFT_HTML
 

@@ -51,9 +51,9 @@ def evaluate_model(
     card = clf.card
     table = load_table(
         data,
-        label_column=label_column or card.get("label_column", "label"),
-        task=card["task"],
-        class_names=card["class_names"],
+        label_column=label_column or card.label_column or "label",
+        task=card.task,
+        class_names=list(card.class_names),
     )
     indices = np.arange(len(table))
     if split and split_file is not None:
@@ -62,14 +62,14 @@ def evaluate_model(
         if split not in splits:
             raise CxrkitError(f"split {split!r} not in {split_file} (has {sorted(splits)})")
         indices = splits[split]
-    pre = card["preprocessing"]
+    pre = card.preprocessing
     ds = CXRDataset(  # the training films' reading, crop, resize and decode cache
         table,
         indices=indices,
-        size=pre["size"],
-        resize_mode=pre["resize_mode"],
+        size=pre.size,
+        resize_mode=pre.resize_mode,
         cache_dir=Path(cache_dir) / "decoded" if cache_dir else None,
-        crop=pre.get("crop"),
+        crop=pre.crop,
     )
     loader = DataLoader(
         ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
@@ -82,16 +82,16 @@ def evaluate_model(
     from cxrkit.data.selection import selection_flag
 
     selection = selection_flag(card, set_fingerprint(data, table))
-    title = f"cxrkit evaluation — {card['architecture']} on {Path(data).name}" + (
+    title = f"cxrkit evaluation — {card.architecture} on {Path(data).name}" + (
         f" ({split})" if split else ""
     )
     metrics = evaluate_predictions(
         y,
         probs,
-        card["class_names"],
-        card["task"],
+        list(card.class_names),
+        card.task,
         out_dir,
-        thresholds=card.get("thresholds") or None,
+        thresholds=list(card.thresholds) or None,
         title=title,
         model_card=card,
         n_bootstrap=n_bootstrap,
@@ -99,7 +99,7 @@ def evaluate_model(
     )
     metrics["skipped_rows"] = len(table.skipped)
     metrics["unreadable_films"] = len(indices) - len(got)
-    internal = (card.get("metrics") or {}).get("test")
+    internal = (card.metrics or {}).get("test")
     if internal or external:
         from cxrkit.data.identity import dataset_name
         from cxrkit.infer.external import score_external

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cxrkit.card import ModelCard
 from cxrkit.data.crop import Box, FilmCrop
 from cxrkit.errors import ImageReadError
 from cxrkit.io import read_image
@@ -31,12 +32,10 @@ class FilmPrep:
     crop: FilmCrop = FilmCrop()
 
     @classmethod
-    def from_card(cls, card: dict[str, Any]) -> FilmPrep:
+    def from_card(cls, card: ModelCard) -> FilmPrep:
         """The preparation a model card's `preprocessing` describes."""
-        pre = card["preprocessing"]
-        return cls(
-            int(pre["size"]), str(pre.get("resize_mode", "squash")), FilmCrop(pre.get("crop"))
-        )
+        pre = card.preprocessing
+        return cls(pre.size, pre.resize_mode, FilmCrop(pre.crop))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """The network input for a film."""

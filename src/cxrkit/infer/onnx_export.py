@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError, DiskFullError, one_line
 from cxrkit.io.atomic import atomic_write
 from cxrkit.models.model_file import CARD_KEY
@@ -35,12 +36,17 @@ class OnnxExportError(CxrkitError):
 
 
 def export_model_onnx(
-    model: torch.nn.Module, card: dict[str, Any], out: str | Path, *, opset: int = DEFAULT_OPSET
+    model: torch.nn.Module,
+    card: ModelCard | dict[str, Any],
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Trace `model` to ONNX with a dynamic batch axis; store `card` as JSON metadata; atomic."""
     import onnx
 
-    size = int(card["preprocessing"]["size"])
+    card = ModelCard.from_dict(card, source=str(out))
+    size = card.size
     model = model.float().eval()
     dummy = torch.rand(2, 1, size, size)
     buf = io.BytesIO()
@@ -51,7 +57,7 @@ def export_model_onnx(
     kwargs: dict[str, Any] = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
-    with warnings.catch_warnings(), _export_errors(card, size):
+    with warnings.catch_warnings(), _export_errors(card.architecture, size):
         warnings.simplefilter("ignore")  # tracer and deprecation chatter, not actionable here
         torch.onnx.export(
             model,
@@ -65,11 +71,11 @@ def export_model_onnx(
             **kwargs,
         )
     proto = onnx.load_from_string(buf.getvalue())
-    onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card)})
+    onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card.to_dict())})
     proto.doc_string = (
-        f"cxrkit {card.get('architecture', '?')} classifier: input '{INPUT_NAME}' "
+        f"cxrkit {card.architecture or '?'} classifier: input '{INPUT_NAME}' "
         f"(batch, 1, {size}, {size}) float32 films in [0, 1]; output '{OUTPUT_NAME}' "
-        f"(batch, {len(card['class_names'])}) for classes {card['class_names']}"
+        f"(batch, {len(card.class_names)}) for classes {list(card.class_names)}"
     )
     onnx.checker.check_model(proto)
     return _write_atomic(Path(out), proto.SerializeToString())
@@ -141,7 +147,7 @@ def _exportable_pooling(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> 
 
 
 @contextlib.contextmanager
-def _export_errors(card: dict[str, Any], size: int) -> Iterator[None]:
+def _export_errors(architecture: str | None, size: int) -> Iterator[None]:
     """Turn the exporter's multi-line errors into one-line `OnnxExportError`s."""
     try:
         yield
@@ -149,8 +155,7 @@ def _export_errors(card: dict[str, Any], size: int) -> Iterator[None]:
         reason = str(exc).split("[Caused by", 1)[0].split("Please feel free", 1)[0]
         reason = one_line(reason, limit=200).rstrip(" .")
         raise OnnxExportError(
-            f"{card.get('architecture', 'the model')} at {size} px cannot be exported to "
-            f"ONNX: {reason}"
+            f"{architecture or 'the model'} at {size} px cannot be exported to ONNX: {reason}"
         ) from exc
 
 

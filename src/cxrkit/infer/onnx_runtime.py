@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.models.model_file import CARD_KEY
 
@@ -55,7 +55,7 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if CARD_KEY not in meta:
             raise ModelFileError(f"{self.path}: ONNX file has no cxrkit card; use `cxr export`")
-        self.card: dict[str, Any] = json.loads(meta[CARD_KEY])
+        self.card = ModelCard.from_dict(json.loads(meta[CARD_KEY]), source=str(self.path))
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.scored = len(self.output_names) > 1  # second output: the OOD score

@@ -214,7 +214,7 @@ def quantize_model(
     assert fp32.path is not None
     run_split = fp32.path.parent / "split.csv"
     split = Path(split_file) if split_file else (run_split if run_split.is_file() else None)
-    label_column = fp32.card.get("label_column", "label")
+    label_column = fp32.card.label_column or "label"
     table = load_table(calibration, label_column=label_column)
     calib_idx = pick(split_members(split, table, "train"), n_films, seed)
     calib, calib_idx = prepared_films(fp32, table, calib_idx)
@@ -238,18 +238,17 @@ def quantize_model(
         int8 = Classifier.load(Path(tmp) / "int8.onnx", "onnx")
         change = compare(fp32, int8, check_films, truth)
         change.update(films_record(check_src, check_table, check_idx, check_part))
-        card = {
-            **fp32.card,
-            "quantization": {
+        card = fp32.card.merged(
+            quantization={
                 "method": "onnxruntime static QDQ: int8 weights (per channel), uint8 "
                 "activations, MinMax calibration; first and depthwise convolutions, head "
                 "and OOD scorer in fp32",
                 "calibration": films_record(calibration, table, calib_idx, "train"),
                 "accuracy_change": change,
-            },
-        }
+            }
+        )
         proto = onnx.load(str(Path(tmp) / "int8.onnx"))
-        onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card)})
+        onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card.to_dict())})
         from cxrkit.infer.onnx_export import _write_atomic
 
         path = _write_atomic(out, proto.SerializeToString())

@@ -12,49 +12,101 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cxrkit.card import CARD_KEY, ModelCard
 from cxrkit.errors import CxrkitError, ModelFileError
-
-RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino")
-#: The runtimes that run an ONNX graph (the others run the torch network).
-GRAPH_RUNTIMES = ("onnx", "onnx-int8", "openvino")
-#: The Python module each runtime imports, and the cxrkit extra that installs it.
-_PACKAGES = {
-    "onnx": ("onnxruntime", "serve"),
-    "onnx-int8": ("onnxruntime", "serve"),
-    "openvino": ("openvino", "openvino"),
-}
 
 
 class RuntimeMissingError(CxrkitError):
     """The runtime asked for is not installed; the message names the extra that installs it."""
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime: its name, what it runs, the package it imports and the cxrkit extra that
+    installs it, and how it opens an ONNX graph (None: it runs the torch network)."""
+
+    name: str
+    summary: str
+    package: str | None = None
+    extra: str | None = None
+    graph: str | None = None  # "onnxruntime" | "openvino": the graph opener
+
+    def check(self) -> None:
+        """Raise `RuntimeMissingError` (naming the extra to install) when the package is
+        missing."""
+        if self.package is None:
+            return
+        try:
+            importlib.import_module(self.package)
+        except ImportError as exc:
+            raise RuntimeMissingError(
+                f"runtime {self.name!r} needs the {self.package} package: "
+                f"pip install 'cxrkit[{self.extra}]' ({exc})"
+            ) from exc
+
+    def open_graph(self, path: str | Path, threads: int | None = None) -> Any:
+        """The ONNX graph at `path` on this runtime (an `OnnxModel` or `OpenVinoModel`)."""
+        if self.graph == "openvino":
+            return OpenVinoModel(path, threads=threads)
+        from cxrkit.infer.onnx_runtime import load_onnx_model
+
+        return load_onnx_model(path, threads=threads)[0]
+
+
+#: The one list of runtimes: `Classifier.load`, the CLI's `--runtime` help and the errors
+#: read it.
+REGISTRY: dict[str, Runtime] = {
+    r.name: r
+    for r in (
+        Runtime("torch", "the model file's network, eager (CPU or GPU)"),
+        Runtime(
+            "onnx", "onnxruntime; MODEL may be a .onnx file", "onnxruntime", "serve", "onnxruntime"
+        ),
+        Runtime(
+            "onnx-int8",
+            "the file `cxr export --format onnx-int8` writes",
+            "onnxruntime",
+            "serve",
+            "onnxruntime",
+        ),
+        Runtime("openvino", "OpenVINO's CPU plugin", "openvino", "openvino", "openvino"),
+    )
+}
+RUNTIMES = tuple(REGISTRY)
+#: The runtimes that run an ONNX graph (the others run the torch network).
+GRAPH_RUNTIMES = tuple(name for name, r in REGISTRY.items() if r.graph)
+
+
+def get_runtime(name: str) -> Runtime:
+    """The registry's runtime called `name`; `ModelFileError` naming the choices else."""
+    if name not in REGISTRY:
+        raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {name!r}")
+    return REGISTRY[name]
+
+
 def check_runtime(runtime: str) -> None:
     """Raise `ModelFileError` for an unknown runtime name, `RuntimeMissingError` when its
     package is not installed (naming the extra: `pip install 'cxrkit[openvino]'`)."""
-    if runtime not in RUNTIMES:
-        raise ModelFileError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    if runtime not in _PACKAGES:
-        return
-    module, extra = _PACKAGES[runtime]
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise RuntimeMissingError(
-            f"runtime {runtime!r} needs the {module} package: pip install 'cxrkit[{extra}]' ({exc})"
-        ) from exc
+    get_runtime(runtime).check()
 
 
-def read_onnx_card(path: str | Path) -> dict[str, Any]:
+def runtime_help() -> str:
+    """The `--runtime` help text, from the registry."""
+    return " | ".join(
+        f"{r.name} ({r.summary}" + (f"; needs the {r.extra} extra)" if r.extra else ")")
+        for r in REGISTRY.values()
+    )
+
+
+def read_onnx_card(path: str | Path) -> ModelCard:
     """The cxrkit card stored in an ONNX file's `metadata_props` (ModelFileError if none)."""
     import onnx
-
-    from cxrkit.models.model_file import CARD_KEY
 
     p = Path(path)
     try:
@@ -64,7 +116,7 @@ def read_onnx_card(path: str | Path) -> dict[str, Any]:
     meta = {prop.key: prop.value for prop in proto.metadata_props}
     if CARD_KEY not in meta:
         raise ModelFileError(f"{p}: ONNX file has no cxrkit card; use `cxr export`")
-    return json.loads(meta[CARD_KEY])
+    return ModelCard.from_dict(json.loads(meta[CARD_KEY]), source=str(p))
 
 
 class OpenVinoModel:

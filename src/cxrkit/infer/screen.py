@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.models.ood import OOD_WARNING
 
 log = logging.getLogger("cxrkit")
@@ -28,10 +29,9 @@ NOT_SCREENED = "film not screened (polarity, view and not-a-chest-film unchecked
 DEFAULT_VIEWS = ("frontal",)
 
 
-def training_views(card: dict[str, Any]) -> tuple[str, ...]:
+def training_views(card: ModelCard) -> tuple[str, ...]:
     """The film views a classifier was trained on: the card's `views`, else frontal only."""
-    views = card.get("views") or (card.get("training") or {}).get("views") or DEFAULT_VIEWS
-    return tuple(str(v) for v in views)
+    return card.views
 
 
 @dataclass

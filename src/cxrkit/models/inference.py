@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 import torch
+
+from cxrkit.card import is_probability_row
+
+__all__ = ["is_probability_row", "logits_to_probs", "predict_loader", "resolve_device"]
 
 
 def logits_to_probs(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -14,34 +17,6 @@ def logits_to_probs(logits: torch.Tensor, task: str) -> torch.Tensor:
     if task == "multilabel":
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=1)
-
-
-def is_probability_row(p: np.ndarray, n: int) -> bool:
-    """Whether `p` is `n` finite numbers in [0, 1] (NaN fails every comparison)."""
-    values = np.asarray(p, dtype=np.float64)
-    return values.shape == (n,) and bool(np.all((values >= 0) & (values <= 1)))
-
-
-def label_row(
-    p: np.ndarray, classes: list[str], task: str, thresholds: list[float]
-) -> dict[str, Any]:
-    """Per-class probabilities plus the decided label(s), using the model's own thresholds.
-
-    Probabilities that are not finite numbers in [0, 1] give `{"error": reason}` and no
-    label: a broken model output must never turn into a diagnosis.
-    """
-    if not is_probability_row(p, len(classes)):
-        return {"error": "the model gave non-finite or out-of-range probabilities; no label"}
-    probs = {c: float(v) for c, v in zip(classes, p, strict=True)}
-    if task == "multilabel":
-        th = thresholds if len(thresholds) == len(classes) else [0.5] * len(classes)
-        label = "|".join(c for c, v, t in zip(classes, p, th, strict=True) if v >= t)
-    elif task == "binary":
-        t = thresholds[0] if thresholds else 0.5
-        label = classes[1] if p[1] >= t else classes[0]
-    else:
-        label = classes[int(np.argmax(p))]
-    return {"label": label, "probabilities": probs}
 
 
 def resolve_device(device: str = "auto") -> torch.device:

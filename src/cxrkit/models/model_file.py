@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
+from cxrkit.card import CARD_KEY, FORMAT_VERSION, ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.io.atomic import atomic_write
 
-CARD_KEY = "cxrkit_card"
-FORMAT_VERSION = 1
+__all__ = ["CARD_KEY", "FORMAT_VERSION", "MODEL_SUFFIX", "save_model_file", "read_card"]
 MODEL_SUFFIX = ".safetensors"
 
 
@@ -23,14 +23,15 @@ EXTRA_PREFIXES = ("ood.",)
 def save_model_file(
     path: str | Path,
     model: torch.nn.Module | dict[str, torch.Tensor],
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write `model`'s weights (a module or its packed state dict), `extra_tensors` (names
-    under `EXTRA_PREFIXES`) and `card` (JSON-serialisable) atomically to `path`."""
+    under `EXTRA_PREFIXES`) and `card` atomically to `path`. A card given as JSON is
+    validated first (`ModelCard.from_dict`): an invalid card is never written."""
     from safetensors.torch import save
 
-    card = {**card, "format_version": FORMAT_VERSION}
+    card = ModelCard.from_dict(card, source=str(path)).to_dict()
     weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
     state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     for name, tensor in (extra_tensors or {}).items():
@@ -58,8 +59,15 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """Return the JSON card of a model file without loading its weights."""
+def read_card(path: str | Path) -> ModelCard:
+    """The validated card of a model file (migrated to the current schema), read without
+    loading its weights. An invalid card raises `CardError` naming the file and field."""
+    path = find_model_file(path)
+    return ModelCard.from_dict(read_card_json(path), source=str(path))
+
+
+def read_card_json(path: str | Path) -> dict[str, Any]:
+    """The card's JSON exactly as stored in the file (not migrated, not validated)."""
     from safetensors import safe_open
 
     path = find_model_file(path)
@@ -82,7 +90,7 @@ OTHER_TASKS = {
 }
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict]:
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, ModelCard]:
     """Rebuild the network described by the card and load its weights; returns (model, card)."""
     from safetensors.torch import load_file
 
@@ -90,26 +98,25 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     path = find_model_file(path)
     card = read_card(path)
-    other = OTHER_TASKS.get(str(card.get("task")))
+    other = OTHER_TASKS.get(card.task)
     if other:
         raise ModelFileError(
             f"{path}: a {other[0]} model, not a classifier; use it with `{other[1]}`"
         )
-    try:
-        model = create_model(
-            card["architecture"],
-            num_classes=len(card["class_names"]),
-            random_init=True,
-            **card.get("model_kwargs", {}),
-        )
-    except KeyError as exc:
-        raise ModelFileError(f"{path}: model card lacks {exc}") from exc
+    if not card.architecture:
+        raise ModelFileError(f"{path}: model card lacks 'architecture'")
+    model = create_model(
+        card.architecture,
+        num_classes=len(card.class_names),
+        random_init=True,
+        **card.network.kwargs,
+    )
     state = load_file(str(path), device="cpu")
     state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIXES)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelFileError(
-            f"{path}: weights do not fit architecture {card['architecture']!r} "
+            f"{path}: weights do not fit architecture {card.architecture!r} "
             f"(missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})"
         )
     return model.to(device).eval(), card

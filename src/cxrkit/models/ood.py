@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
+
 #: Prefix of the reference's tensors inside a model file (kept apart from the network's).
 TENSOR_PREFIX = "ood."
 DEFAULT_COMPONENTS = 64
@@ -182,15 +184,15 @@ class ScoredClassifier(torch.nn.Module):
         return self.net.head(feats), self.scorer(feats)
 
 
-def ood_fields(score: float | None, card: dict[str, Any]) -> dict[str, Any]:
+def ood_fields(score: float | None, card: ModelCard) -> dict[str, Any]:
     """`out_of_distribution` / `ood_score` for an output row (None when the model has none)."""
-    ood = card.get("ood")
-    if score is None or not ood:
+    threshold = card.screening.ood_threshold
+    if score is None or threshold is None:
         return {"out_of_distribution": None, "ood_score": None}
     if not np.isfinite(score):  # features that are not numbers are as far as it gets
         return {"out_of_distribution": True, "ood_score": None}
     return {
-        "out_of_distribution": bool(score > float(ood["threshold"])),
+        "out_of_distribution": bool(score > threshold),
         "ood_score": round(float(score), 4),
     }
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.models.inference import is_probability_row
 from cxrkit.polarity.net import (
@@ -37,27 +38,32 @@ class PolarityModel:
     """
 
     net: torch.nn.Module
-    card: dict[str, Any]
+    card: ModelCard
     path: Path | None = None
     input_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.input_size = int(self.card["preprocessing"]["size"])
+        self.card = ModelCard.from_dict(self.card, source=str(self.path or "polarity card"))
+        self.input_size = self.card.size
+
+    def operating_point(self, name: str, default: float) -> float:
+        """The card's named threshold `name` (`operating_points`), else `default`."""
+        return float((self.card.operating_points or {}).get(name, default))
 
     @property
     def fix_threshold(self) -> float:
         """Polarity probability above which ingestion inverts a film (the model is 'sure')."""
-        return float(self.card.get("thresholds", {}).get("fix", 0.9))
+        return self.operating_point("fix", 0.9)
 
     @property
     def not_cxr_threshold(self) -> float:
         """not_cxr probability at or above which an input is flagged as no chest film."""
-        return float(self.card.get("thresholds", {}).get("not_cxr", 0.5))
+        return self.operating_point("not_cxr", 0.5)
 
     @property
     def lateral_threshold(self) -> float:
         """p(lateral) at or above which a chest film is called a lateral view."""
-        return float(self.card.get("thresholds", {}).get("lateral", 0.5))
+        return self.operating_point("lateral", 0.5)
 
     @torch.inference_mode()
     def probs(self, films: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -128,13 +134,18 @@ def view_of(p: np.ndarray, model: PolarityModel) -> tuple[str, float]:
     return ("lateral" if p_lat >= model.lateral_threshold else "frontal"), p_lat
 
 
-def save_polarity_model(path: str | Path, net: PolarityNet, card: dict[str, Any]) -> Path:
-    """Write an (unfused) `PolarityNet` and its card as one safetensors file."""
+def save_polarity_model(
+    path: str | Path, net: PolarityNet, card: ModelCard | dict[str, Any]
+) -> Path:
+    """Write an (unfused) `PolarityNet` and its card as one safetensors file. `card` is a
+    `ModelCard` or its JSON fields (`class_names` default to the net's classes); the
+    network fields (architecture, widths, view head) are set from `net`."""
     from cxrkit.models.model_file import save_model_file
 
-    card = {**card, "architecture": ARCHITECTURE, "widths": list(net.widths), "view_head": True}
-    card.setdefault("class_names", list(CLASSES))
-    return save_model_file(path, net, card)
+    if not isinstance(card, ModelCard):
+        card = ModelCard.from_dict({"class_names": list(CLASSES), **card}, source=str(path))
+    full = card.merged(architecture=ARCHITECTURE, widths=list(net.widths), view_head=True)
+    return save_model_file(path, net, full)
 
 
 def load_polarity_model(path: str | Path | None = None) -> PolarityModel:
@@ -158,14 +169,14 @@ def _load(path: Path) -> PolarityModel:
 
     path = find_model_file(path)
     card = read_card(path)
-    if card.get("architecture") != ARCHITECTURE:
-        raise ModelFileError(f"{path}: not a polarity model ({card.get('architecture')!r})")
-    if not card.get("view_head"):
+    if card.architecture != ARCHITECTURE or card.network.widths is None:
+        raise ModelFileError(f"{path}: not a polarity model ({card.architecture!r})")
+    if not card.network.view_head:
         raise ModelFileError(
             f"{path}: a polarity model without the frontal/lateral view head (made before "
             "cxrkit learned views); retrain it with `cxr polarity train`"
         )
-    net = PolarityNet(widths=tuple(card["widths"]))
+    net = PolarityNet(widths=card.network.widths)
     try:
         net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     except RuntimeError as exc:

@@ -101,7 +101,7 @@ def train_polarity(
         data = prepare_data(data_dirs, cfg, exclude, cache_dir)
         if base_model is None:
             base, base_info = train_base(data, cfg, t0)
-            save_polarity_model(out / "base.safetensors", base, {"task": "polarity-base"})
+            save_polarity_model(out / "base.safetensors", base, _base_card_fields(cfg))
             log.info("base stage saved: a rerun with --base %s skips it", out / "base.safetensors")
         else:
             base, base_info = load_base(base_model), {"from": Path(base_model).name}
@@ -220,12 +220,16 @@ def load_base(path: str | Path) -> PolarityNet:
     """An unfused `PolarityNet` from a base.safetensors (or polarity.safetensors) file."""
     from safetensors.torch import load_file
 
-    from cxrkit.models.model_file import read_card
+    from cxrkit.card import CardError
+    from cxrkit.models.model_file import read_card, read_card_json
 
-    card = read_card(Path(path))
-    if "widths" not in card:
+    try:
+        widths = read_card(Path(path)).network.widths
+    except CardError:  # a base file of cxrkit before the typed card: task 'polarity-base'
+        widths = read_card_json(Path(path)).get("widths")
+    if widths is None:
         raise ModelFileError(f"{path}: not a polarity base or model file (no `widths`)")
-    net = PolarityNet(widths=tuple(card["widths"]))
+    net = PolarityNet(widths=tuple(int(w) for w in widths))
     net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     return net.eval()
 
@@ -330,12 +334,12 @@ def finish(
         s: int(((split == s) & (view == "lateral")).sum()) for s in ("train", "val", "test")
     }
     metrics["wall_seconds"] = round(time.time() - t0, 1)
-    card = {
+    fields = {
         "task": "polarity",
         "class_names": list(CLASSES),
         "views": ["frontal", "lateral"],
-        "preprocessing": {"size": cfg.input_size, "resize_mode": "squash", "channels": "grayscale"},
-        "thresholds": thresholds,
+        "preprocessing": _preprocessing(cfg),
+        "operating_points": thresholds,
         "training": {
             "data": [data_record(d) for d in data_dirs],
             "exclude": [Path(e).name for e in exclude],
@@ -345,10 +349,27 @@ def finish(
         },
         "metrics": metrics,
     }
-    save_polarity_model(out / "polarity.safetensors", net, card)
+    save_polarity_model(out / "polarity.safetensors", net, fields)
     _write_split(out / "split.csv", data.refs)
     log.info("done in %.0fs: %s", time.time() - t0, out / "polarity.safetensors")
     return metrics
+
+
+def _preprocessing(cfg: PolarityTrainConfig) -> dict[str, Any]:
+    """The card's `preprocessing`: films squashed to the input size, grey."""
+    return {"size": cfg.input_size, "resize_mode": "squash", "channels": "grayscale"}
+
+
+def _base_card_fields(cfg: PolarityTrainConfig) -> dict[str, Any]:
+    """The card of base.safetensors: the base stage's net (polarity and not-a-chest-film
+    on frontal films; its view head untrained), kept so a rerun can skip that stage."""
+    return {
+        "task": "polarity",
+        "class_names": list(CLASSES),
+        "preprocessing": _preprocessing(cfg),
+        "name": "polarity base stage",
+        "training": {"stage": "base", "config": asdict(cfg)},
+    }
 
 
 def _decoded(

@@ -22,6 +22,7 @@ from cxrkit.segment.sets import load_mask_sets, read_set_split, write_set_split
 from cxrkit.segment.train import (
     MODEL_NAME,
     SegTrainConfig,
+    choice_fields,
     choose_inference,
     headline_metrics,
     score_splits,
@@ -62,10 +63,10 @@ def build_lung_ensemble(
         raise CxrkitError(f"`dtypes` {dtypes}: each must be one of {list(WEIGHT_DTYPES)}")
     loaded = [load_lung_net(f) for f in files]
     members = [net for net, _ in loaded if isinstance(net, LungNet)]
-    cards = [card for _, card in loaded]
+    cards = [c for _, c in loaded]
     if len(members) != len(loaded):
         raise CxrkitError("`models`: a member is itself an ensemble; list its members instead")
-    sizes = {int(card["preprocessing"]["size"]) for card in cards}
+    sizes = {c.size for c in cards}
     if len(sizes) != 1:
         raise CxrkitError(f"`models` were trained at different input sizes {sorted(sizes)}")
     views = [v for v in supported_views(cards[0]) if all(v in supported_views(c) for c in cards)]
@@ -83,17 +84,21 @@ def build_lung_ensemble(
     choice, candidates = choose_inference(
         ensemble, probe_cfg, [p for p, _ in val], [f.set_name for _, f in val], out
     )
-    card: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "task": "segmentation",
         "class_names": ["lungs"],
-        "preprocessing": cards[0]["preprocessing"],
-        **choice,
+        "preprocessing": cards[0].to_dict()["preprocessing"],
+        **choice_fields(choice),
         "views": views,
         "training": {
             "method": "ensemble: mean probability of the members",
             "data": [data_record(s) for s in data],
             "members": [
-                {"sha256_16": file_id(str(f)), "weights_dtype": d, "training": c["training"]}
+                {
+                    "sha256_16": file_id(str(f)),
+                    "weights_dtype": d,
+                    "training": dict(c.provenance.training),
+                }
                 for f, d, c in zip(files, dtypes, cards, strict=True)
             ],
             "inference_choices_on_val": candidates,
@@ -101,9 +106,9 @@ def build_lung_ensemble(
         },
     }
     model_file = out / MODEL_NAME
-    save_lung_model(model_file, ensemble, card, dtypes)
+    save_lung_model(model_file, ensemble, fields, dtypes)
     write_set_split(out / "split.csv", all_films, splits)
     results = score_splits(model_file, films, pairs, out)
-    card["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
-    save_lung_model(model_file, ensemble, card, dtypes)
+    fields["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
+    save_lung_model(model_file, ensemble, fields, dtypes)
     return results

@@ -188,7 +188,7 @@ def evaluate_lung_model(
     rows = score_mask_films(lung, films, pairs)
     summary = {
         "model": lung.path.name,
-        "model_views": lung.card.get("views", ["frontal"]),
+        "model_views": list(lung.views),
         "data": [data_record(s) for s in sources],
         "split": split or "all",
         "split_file": Path(split_file).name if split_file else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cxrkit.card import Decision, ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.models.model_file import find_model_file
 from cxrkit.segment.model import LungEnsemble, LungNet, default_model_path, load_lung_net
@@ -22,26 +24,40 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {"keep_components": 2, "min_component_frac
 
 @dataclass
 class LungModel:
-    """A loaded lung U-Net with its card: input size, threshold, post-processing, TTA."""
+    """A loaded lung U-Net with its card: input size, threshold, post-processing, TTA.
+
+    `card` is a `ModelCard` (JSON fields given here are parsed and validated)."""
 
     net: LungNet | LungEnsemble
-    card: dict[str, Any]
+    card: ModelCard
     path: Path
+
+    def __post_init__(self) -> None:
+        self.card = ModelCard.from_dict(self.card, source=str(self.path))
 
     @property
     def size(self) -> int:
         """Square input side the net was trained at (films are squashed to it)."""
-        return int(self.card["preprocessing"]["size"])
+        return self.card.size
+
+    @property
+    def decision(self) -> Decision:
+        """The per-pixel rule: a pixel is lung when its probability reaches the threshold."""
+        return self.card.require_decision()
 
     @property
     def threshold(self) -> float:
-        """Probability above which a pixel is lung."""
-        return float(self.card.get("threshold", 0.5))
+        """Probability at or above which a pixel is lung."""
+        return self.decision.threshold
 
     @property
-    def postprocess(self) -> dict[str, Any] | None:
-        """Connected-component clean-up options, or None for the raw thresholded mask."""
-        return self.card.get("postprocess", DEFAULT_POSTPROCESS)
+    def postprocess(self) -> Mapping[str, Any] | None:
+        """Connected-component clean-up options, or None for the raw thresholded mask
+        (a card without `postprocess` gets the default clean-up; `{}` means none)."""
+        options = self.card.postprocess
+        if options is None:
+            return DEFAULT_POSTPROCESS
+        return options or None
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -53,7 +69,7 @@ class LungModel:
     @property
     def tta(self) -> bool:
         """Whether predictions average the film and its horizontal mirror."""
-        return bool(self.card.get("tta_hflip", False))
+        return bool(self.card.tta_hflip)
 
 
 def load_lung_model(path: str | os.PathLike[str] | None = None) -> LungModel:
@@ -128,7 +144,7 @@ def predict_probs(
 
 def probs_to_mask(model: LungModel, probs: np.ndarray) -> np.ndarray:
     """Threshold a probability map and apply the model's post-processing."""
-    mask = probs >= model.threshold
+    mask = model.decision.positive(probs)
     options = model.postprocess
     return clean_mask(mask, **options) if options else mask
 

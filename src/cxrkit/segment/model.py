@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -165,47 +166,60 @@ def _net_spec(net: LungNet, dtype: str) -> dict[str, Any]:
 def save_lung_model(
     path: str | Path,
     net: LungNet | LungEnsemble,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     dtypes: list[str] | None = None,
 ) -> Path:
-    """Write weights as safetensors with the JSON card in its metadata.
+    """Write weights as safetensors with the card in its metadata.
 
-    A `LungNet` is stored in float16. A `LungEnsemble` is stored as `members.<i>.*`
-    tensors, member i in `dtypes[i]` (default: the card's `members` dtypes, else float16).
+    `card` is a `ModelCard` or its JSON fields (validated here: an invalid card is never
+    written); the network's own fields (`kind`, `architecture`, encoder / members) are
+    set from `net`. A `LungNet` is stored in float16. A `LungEnsemble` is stored as
+    `members.<i>.*` tensors, member i in `dtypes[i]` (default: the card's `members`
+    dtypes, else float16).
     """
     from cxrkit.models.model_file import save_model_file
 
+    lung = ModelCard.from_dict(card, source=str(path))
     if isinstance(net, LungNet):
-        full = {**card, "kind": KIND, "architecture": "unet", **_net_spec(net, "float16")}
+        spec = _net_spec(net, "float16")
+        full = lung.merged(kind=KIND, architecture="unet", members=None, **spec)
         return save_model_file(path, pack_weights(net.state_dict(), "float16"), full)
     members = list(net.members)
     if dtypes is None:
-        specs = card.get("members") or [{}] * len(members)
-        dtypes = [m.get("weights_dtype", "float16") for m in specs]
+        specs = lung.network.members or ({},) * len(members)
+        dtypes = [str(m.get("weights_dtype", "float16")) for m in specs]
     if len(dtypes) != len(members):
         raise ValueError(f"{len(members)} members but {len(dtypes)} weight dtypes")
     state: dict[str, torch.Tensor] = {}
     for i, (member, dtype) in enumerate(zip(members, dtypes, strict=True)):
         packed = pack_weights(member.state_dict(), dtype)
         state.update({f"members.{i}.{k}": v for k, v in packed.items()})
-    specs = [_net_spec(m, d) for m, d in zip(members, dtypes, strict=True)]
-    full = {**card, "kind": KIND, "architecture": "unet_ensemble", "members": specs}
+    full = lung.merged(
+        kind=KIND,
+        architecture="unet_ensemble",
+        members=[_net_spec(m, d) for m, d in zip(members, dtypes, strict=True)],
+        encoder=None,
+        decoder_channels=None,
+        weights_dtype=None,
+    )
     return save_model_file(path, state, full)
 
 
-def read_lung_card(path: str | Path) -> dict[str, Any]:
-    """The JSON card of a lung model file (or a run folder holding `model.safetensors`)."""
+def read_lung_card(path: str | Path) -> ModelCard:
+    """The card of a lung model file (or a run folder holding `model.safetensors`)."""
     from cxrkit.models.model_file import read_card
 
     card = read_card(path)
-    if card.get("kind") != KIND:
+    if card.network.kind != KIND:
         raise ModelFileError(
-            f"{path}: not a cxrkit lung segmentation model (kind {card.get('kind')})"
+            f"{path}: not a cxrkit lung segmentation model (kind {card.network.kind})"
         )
+    if card.task != "segmentation":
+        raise ModelFileError(f"{path}: a lung model card of task {card.task!r}, not segmentation")
     return card
 
 
-def load_lung_net(path: str | Path) -> tuple[LungNet | LungEnsemble, dict[str, Any]]:
+def load_lung_net(path: str | Path) -> tuple[LungNet | LungEnsemble, ModelCard]:
     """Rebuild the U-Net (or ensemble of U-Nets) from a model file's card and load its
     weights (float32, eval mode)."""
     from safetensors.torch import load_file
@@ -214,14 +228,21 @@ def load_lung_net(path: str | Path) -> tuple[LungNet | LungEnsemble, dict[str, A
 
     file = find_model_file(path)
     card = read_lung_card(file)
+    spec = card.network
     net: LungNet | LungEnsemble
-    if card.get("architecture") == "unet_ensemble":
-        specs = card.get("members") or []
+    if card.architecture == "unet_ensemble":
+        specs = spec.members or ()
         if len(specs) < 2:
             raise ModelFileError(f"{file}: an ensemble card lists {len(specs)} member(s)")
-        net = LungEnsemble([LungNet(m["encoder"], tuple(m["decoder_channels"])) for m in specs])
+        try:
+            nets = [LungNet(m["encoder"], tuple(m["decoder_channels"])) for m in specs]
+        except KeyError as exc:
+            raise ModelFileError(f"{file}: an ensemble member's card lacks {exc}") from exc
+        net = LungEnsemble(nets)
     else:
-        net = LungNet(card["encoder"], tuple(card["decoder_channels"]))
+        if spec.encoder is None or spec.decoder_channels is None:
+            raise ModelFileError(f"{file}: the lung card lacks 'encoder' or 'decoder_channels'")
+        net = LungNet(spec.encoder, spec.decoder_channels)
     state = unpack_weights(load_file(str(file), device="cpu"))
     try:
         net.load_state_dict(state, strict=True)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
 from cxrkit.io import resize_film
@@ -236,7 +237,7 @@ def train_lung_model(
     warmup = cfg.warmup_epochs * steps_per_epoch
     ema = _weight_average(net, cfg.ema_decay)
     scored = ema.module if ema is not None else net  # the weights validated and kept
-    probe = LungModel(scored, _card(cfg, {}), out / MODEL_NAME)
+    probe = LungModel(scored, lung_card(cfg, {}), out / MODEL_NAME)
     loss_fn = make_loss(cfg.loss)
 
     t_loop = time.time()
@@ -318,8 +319,8 @@ def train_lung_model(
     train_seconds = time.time() - t0
 
     choice, candidates = choose_inference(net, cfg, val_used, val_sets, out)
-    card = _card(cfg, choice)
-    card["training"].update(
+    fields = _card_fields(cfg, choice)
+    fields["training"].update(
         {
             "data": [data_record(s) for s in sources],
             "split": "patient_hash" if _hash_split(cfg) else "file_or_fractions",
@@ -335,14 +336,14 @@ def train_lung_model(
             "inference_choices_on_val": candidates,
         }
     )
-    save_lung_model(out / MODEL_NAME, net, card)
+    save_lung_model(out / MODEL_NAME, net, fields)
     atomic_write_text(out / "history.json", json.dumps(history, indent=2))
 
     results = score_splits(out / MODEL_NAME, films, pairs, out)
-    card["views"] = _supported_views(cfg, results.get("val"))
-    log.info("views supported (chosen on val): %s", card["views"])
-    card["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
-    save_lung_model(out / MODEL_NAME, net, card)
+    fields["views"] = _supported_views(cfg, results.get("val"))
+    log.info("views supported (chosen on val): %s", fields["views"])
+    fields["metrics"] = {k: headline_metrics(v) for k, v in results.items()}
+    save_lung_model(out / MODEL_NAME, net, fields)
     clear_state(out)  # the model file is the result now
     return results
 
@@ -384,7 +385,7 @@ def _load_init(net: LungNet, path: str) -> None:
     """Copy a lung model file's weights into `net` (same encoder and decoder required)."""
     from cxrkit.segment.model import load_lung_net
 
-    start, _card = load_lung_net(path)
+    start, _ = load_lung_net(path)
     if not isinstance(start, LungNet):
         raise CxrkitError(f"init={path}: an ensemble of lung U-Nets; continue from one member")
     if (start.encoder_name, start.decoder_channels) != (net.encoder_name, net.decoder_channels):
@@ -511,12 +512,12 @@ def choose_inference(net, cfg, val_pairs, val_sets, out) -> tuple[dict, list[dic
     best: tuple[float, dict] | None = None
     truths = [mask for _, mask in val_pairs]
     for tta in (False, True):
-        probe = LungModel(net, _card(cfg, {"tta_hflip": tta}), out / MODEL_NAME)
+        probe = LungModel(net, lung_card(cfg, {"tta_hflip": tta}), out / MODEL_NAME)
         probs = predict_probs(probe, [film for film, _ in val_pairs])
         for post in (DEFAULT_POSTPROCESS, None):
             for threshold in (0.5, 0.4, 0.6):
                 choice = {"threshold": threshold, "postprocess": post, "tta_hflip": tta}
-                probe.card.update(choice)
+                probe.card = probe.card.merged(**choice_fields(choice))
                 scores = [
                     dice(probs_to_mask(probe, p), t) for p, t in zip(probs, truths, strict=True)
                 ]
@@ -529,7 +530,22 @@ def choose_inference(net, cfg, val_pairs, val_sets, out) -> tuple[dict, list[dic
     return best[1], candidates
 
 
-def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
+def choice_fields(choice: dict[str, Any]) -> dict[str, Any]:
+    """A `choose_inference` choice as card fields: the threshold as the segmentation
+    decision's `thresholds: [t]`, no clean-up (None) as `postprocess: {}`."""
+    fields: dict[str, Any] = {}
+    if "threshold" in choice:
+        fields["thresholds"] = [float(choice["threshold"])]
+    if "postprocess" in choice:
+        fields["postprocess"] = dict(choice["postprocess"] or {})
+    if "tta_hflip" in choice:
+        fields["tta_hflip"] = bool(choice["tta_hflip"])
+    return fields
+
+
+def _card_fields(cfg: SegTrainConfig, choice: dict[str, Any]) -> dict[str, Any]:
+    """The JSON fields of a lung card for this run and inference choice (defaults:
+    threshold 0.5, the default clean-up, no flip-TTA)."""
     return {
         "task": "segmentation",
         "class_names": ["lungs"],
@@ -541,14 +557,20 @@ def _card(cfg: SegTrainConfig, choice: dict) -> dict[str, Any]:
             "normalization": "ImageNet mean/std, applied inside the network",
             "output": "probabilities resized bilinearly to the film's original size",
         },
-        "threshold": choice.get("threshold", 0.5),
-        "postprocess": choice.get("postprocess", DEFAULT_POSTPROCESS),
-        "tta_hflip": choice.get("tta_hflip", False),
+        "thresholds": [0.5],
+        "postprocess": dict(DEFAULT_POSTPROCESS),
+        "tta_hflip": False,
+        **choice_fields(choice),
         "training": {
             "config": portable_paths(cfg.to_dict(), ("weights", "init", "split_file")),
             **provenance(),
         },
     }
+
+
+def lung_card(cfg: SegTrainConfig, choice: dict[str, Any]) -> ModelCard:
+    """The validated lung card of a run for an inference choice (see `_card_fields`)."""
+    return ModelCard.from_dict(_card_fields(cfg, choice), source="lung training card")
 
 
 def headline_metrics(summary: dict) -> dict:

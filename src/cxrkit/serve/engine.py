@@ -180,7 +180,7 @@ class FilmPredictor:
             "format": meta.format,
             "original_size": list(meta.original_size),
             "inverted_on_read": bool(meta.inverted),
-            "task": self.card["task"],
+            "task": self.card.task,
             "label": row["label"],
             "probabilities": row["probabilities"],
             **self.extras.screening(screening),
@@ -223,13 +223,11 @@ class FilmPredictor:
 
     def model_card(self) -> dict[str, Any]:
         """The card for `GET /v1/model`, without server paths or the full training config."""
-        card = copy.deepcopy(self.card)
-        training = card.get("training")
+        public = copy.deepcopy(self.card.to_dict())
+        training = public.get("training")
         if isinstance(training, dict):
             training.pop("config", None)
             for key in ("data", "weights"):
                 if isinstance(training.get(key), str):
                     training[key] = Path(training[key]).name
-        card["runtime"] = self.runtime
-        card["extras"] = self.extras.status()
-        return card
+        return {**public, "runtime": self.runtime, "extras": self.extras.status()}

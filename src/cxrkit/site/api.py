@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 from cxrkit.data.selection import add_selection_set
 from cxrkit.errors import CxrkitError
 from cxrkit.models.model_file import find_model_file, load_model_file, provenance
-from cxrkit.site.calibrate import card_decisions, card_threshold, check_methods, site_card
+from cxrkit.site.calibrate import card_decisions, card_threshold, check_methods, site_decision
 from cxrkit.site.crossval import DEFAULT_CI_WIDTH, cross_validated, site_figures, size_warnings
 from cxrkit.site.films import film_loader, labelled_site, network_probabilities, unlabelled_site
 from cxrkit.site.guard import guarded_fit
@@ -64,8 +63,8 @@ def calibrate_model(
     source = find_model_file(model_path)
     dst = check_out_path(source, out)
     model, card = load_model_file(source)
-    if card.get("task") != "binary":
-        raise CxrkitError(f"cxr calibrate supports binary models; this one is {card.get('task')}")
+    if card.task != "binary":
+        raise CxrkitError(f"cxr calibrate supports binary models; this one is {card.task}")
     site = labelled_site(data, card)
     if not (site.patient_ids_given or group_by_file):
         raise CxrkitError(
@@ -78,10 +77,10 @@ def calibrate_model(
     )
     assert site.y is not None and site.groups is not None
     y, groups = site.y[got], site.groups[got]
-    counts = {name: int(np.sum(y == i)) for i, name in enumerate(card["class_names"])}
+    names = list(card.class_names)
+    counts = {name: int(np.sum(y == i)) for i, name in enumerate(names)}
     if min(counts.values()) == 0:
         raise CxrkitError(f"{site.name}: the site set needs films of both classes, has {counts}")
-    names = list(card["class_names"])
 
     before = site_figures(y, *card_decisions(probs_raw, card), names, n_bootstrap, seed)
     oof_probs, oof_pred, fold_t = cross_validated(
@@ -97,11 +96,6 @@ def calibrate_model(
             "this site's films the right way round; check the site set and the model"
         )
 
-    new = copy.deepcopy(card)
-    if fit.changed:
-        new = site_card(new, fit.calibration)
-        new["thresholds"] = [fit.threshold]
-    new["training_thresholds"] = card.get("training_thresholds", card.get("thresholds", []))
     record: dict[str, Any] = {
         "set": site.name,
         "n_films": int(len(y)),
@@ -124,21 +118,32 @@ def calibrate_model(
         "cross_validated": {"before": before, "after": after},
         "warnings": warnings,
     }
-    if card.get("prior_shift") and fit.changed:
-        record["replaced_prior_shift"] = card["prior_shift"]
+    if card.calibration.prior_shift and fit.changed:
+        record["replaced_prior_shift"] = dict(card.calibration.prior_shift)
+    trained = card.provenance.training_thresholds  # kept from an earlier site calibration
+    fields: dict[str, Any] = {
+        "training_thresholds": list(card.thresholds if trained is None else trained),
+        "site_calibration": record,
+        "name": model_name or card.name or Path(dst).resolve().parent.name,
+        "version": model_version or card.version or _stamp()["cxrkit_version"],
+    }
+    if fit.changed:  # the site map replaces the card's maps (labels replace a prior shift)
+        fields.update(
+            probability_calibration=fit.calibration,
+            prior_shift=None,
+            thresholds=list(site_decision(card, fit.threshold).thresholds),
+        )
     if fit.decision == "threshold":
         used = "site threshold" if fit.calibration["method"] == "none" else "site threshold, map"
-        new["selection_sets"] = add_selection_set(
-            card.get("selection_sets"), site.name, site.labels_sha256, [used]
+        fields["selection_sets"] = add_selection_set(
+            card.provenance.selection_sets, site.name, site.labels_sha256, [used]
         )
-    new["site_calibration"] = record
-    new["name"] = model_name or card.get("name") or Path(dst).resolve().parent.name
-    new["version"] = model_version or card.get("version") or _stamp()["cxrkit_version"]
+    new = card.merged(**fields)
     write_model_copy(source, dst, new)
     return {
         "out": str(dst),
         "site_calibration": record,
-        "probability_calibration": new.get("probability_calibration") or {"method": "none"},
+        "probability_calibration": dict(new.calibration.probability or {"method": "none"}),
     }
 
 
@@ -176,7 +181,7 @@ def adapt_model(
     source = find_model_file(model_path)
     dst = check_out_path(source, out)
     model, card = load_model_file(source)
-    earlier_check = card.get("site_calibration")
+    earlier_check = card.provenance.site_calibration
     if earlier_check and earlier_check.get("changed", True):
         raise CxrkitError(
             f"{source} already carries a site calibration (fitted before adaptation); "
@@ -201,7 +206,7 @@ def adapt_model(
     elif bn:
         n_films = adapt_batchnorm(model, film_loader(site.paths, card, batch_size, num_workers))
         record["bn_mode"] = "site statistics"
-        if (card.get("training") or {}).get("mode") == "features":
+        if card.provenance.training.get("mode") == "features":
             warnings.append(
                 "this model was trained on a frozen backbone whose BatchNorm statistics are "
                 "ImageNet's, not the training films'; plain AdaBN changes the features its "
@@ -210,11 +215,12 @@ def adapt_model(
             )
     if bn:
         replace = batchnorm_state(model)
-    new = copy.deepcopy(card)
+    fields: dict[str, Any] = {}
     if earlier_check:  # a calibrate run that kept the model: it described the unadapted one
-        record["earlier_site_check"] = new.pop("site_calibration")
+        record["earlier_site_check"] = dict(earlier_check)
+        fields["site_calibration"] = None
     record.update(n_films=int(n_films), **_stamp())
-    if prior and card["task"] == "multilabel":
+    if prior and card.task == "multilabel":
         record["prior"] = {"skipped": "a multilabel model has no single class prior"}
     elif prior:
         probs, got = network_probabilities(
@@ -222,8 +228,8 @@ def adapt_model(
         )
         train, source_note = training_prior(card)
         est = em_prior(probs, train)
-        new["training_prior"] = {"prior": [float(v) for v in train], "source": source_note}
-        new["prior_shift"] = {
+        fields["training_prior"] = {"prior": [float(v) for v in train], "source": source_note}
+        fields["prior_shift"] = {
             "train": [float(v) for v in train],
             "site": [float(v) for v in est.site],
         }
@@ -236,8 +242,8 @@ def adapt_model(
             "converged": est.converged,
         }
     else:
-        new.pop("prior_shift", None)
+        fields["prior_shift"] = None
     record["warnings"] = warnings
-    new["adaptation"] = record
-    write_model_copy(source, dst, new, replace=replace)
+    fields["adaptation"] = record
+    write_model_copy(source, dst, card.merged(**fields), replace=replace)
     return {"out": str(dst), "adaptation": record}

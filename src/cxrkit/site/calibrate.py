@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from cxrkit.card import Calibration, Decision, ModelCard
+from cxrkit.card.calibration import PROBABILITY_METHODS, binary_logit, sigmoid
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate.thresholds import choose_threshold, parse_threshold_method
-from cxrkit.models.calibration import (
-    PROBABILITY_METHODS,
-    apply_card_calibration,
-    binary_logit,
-    sigmoid,
-)
 
 BAGS = 25  # bootstrap resamples whose thresholds' median is the site threshold
 
@@ -74,14 +71,19 @@ def _fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def fit_site(
-    y: np.ndarray, raw_probs: np.ndarray, card: dict[str, Any], method: str, probabilities: str
+    y: np.ndarray,
+    raw_probs: np.ndarray,
+    card: ModelCard | dict[str, Any],
+    method: str,
+    probabilities: str,
 ) -> tuple[dict[str, Any], list[float]]:
     """Calibration map on the network's probabilities, then the threshold on the calibrated ones.
 
     The threshold is `robust_threshold`'s: it does not chase the extremes of a small set.
     """
+    card = ModelCard.from_dict(card)
     cal = fit_probability_calibration(y, raw_probs, probabilities)
-    calibrated = apply_card_calibration(raw_probs, site_card(card, cal))
+    calibrated = site_map(cal).apply(raw_probs, card.task)
     return cal, [robust_threshold(y, calibrated[:, 1], method)]
 
 
@@ -121,26 +123,43 @@ def _interior_logit(y: np.ndarray, s: np.ndarray, method: str) -> float:
     return 0.5 * (zt + float(below.max()))
 
 
-def card_threshold(card: dict[str, Any]) -> float:
-    """The binary card's operating threshold (0.5 when it names none)."""
-    return float((card.get("thresholds") or [0.5])[0])
+def card_threshold(card: ModelCard | dict[str, Any]) -> float:
+    """The binary card's operating threshold (its decision's single threshold)."""
+    return ModelCard.from_dict(card).require_decision().threshold
 
 
-def card_decisions(raw_probs: np.ndarray, card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The card's probabilities (its calibration on the network's own) and its 0/1 decisions."""
-    probs = apply_card_calibration(raw_probs, card)
-    return probs, (probs[:, 1] >= card_threshold(card)).astype(np.int64)
+def card_decisions(
+    raw_probs: np.ndarray, card: ModelCard | dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The card's probabilities (its calibration on the network's own) and its decided class
+    indices (binary: 0/1), by the card's `Decision`."""
+    card = ModelCard.from_dict(card)
+    probs = card.calibration.apply(raw_probs, card.task)
+    return probs, card.require_decision().indices(probs)
 
 
 def site_decisions(
-    raw_probs: np.ndarray, card: dict[str, Any], cal: dict[str, Any], threshold: float
+    raw_probs: np.ndarray,
+    card: ModelCard | dict[str, Any],
+    cal: Mapping[str, Any],
+    threshold: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`card_decisions` with a fitted site map `cal` and `threshold` in the card's place."""
-    return card_decisions(raw_probs, {**site_card(card, cal), "thresholds": [threshold]})
+    card = ModelCard.from_dict(card)
+    probs = site_map(cal).apply(raw_probs, card.task)
+    return probs, site_decision(card, threshold).indices(probs)
 
 
-def site_card(card: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
-    """The card's probability keys with `cal` in place and no prior shift (labels replace it)."""
-    out = {k: v for k, v in card.items() if k not in ("probability_calibration", "prior_shift")}
-    out["probability_calibration"] = cal
-    return out
+def site_decision(card: ModelCard, threshold: float) -> Decision:
+    """The card's decision rule with the site's `threshold`."""
+    return card.require_decision().with_thresholds([threshold])
+
+
+def site_map(cal: Mapping[str, Any]) -> Calibration:
+    """A fitted site map as a card calibration: no prior shift (the site's labels replace it)."""
+    return Calibration(probability=dict(cal))
+
+
+def site_card(card: ModelCard | dict[str, Any], cal: Mapping[str, Any]) -> ModelCard:
+    """The card with `cal` as its probability map and no prior shift (labels replace it)."""
+    return ModelCard.from_dict(card).merged(probability_calibration=dict(cal), prior_shift=None)

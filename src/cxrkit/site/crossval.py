@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate.metrics import compute_metrics
 from cxrkit.site.calibrate import fit_site, site_decisions
@@ -23,13 +24,14 @@ def cross_validated(
     y: np.ndarray,
     raw_probs: np.ndarray,
     groups: np.ndarray | None,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     method: str,
     probabilities: str,
     folds: int = 5,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Out-of-fold calibrated probabilities, decisions and each fold's fitted threshold."""
+    card = ModelCard.from_dict(card)
     from sklearn.model_selection import StratifiedGroupKFold
 
     counts = np.bincount(y, minlength=2)

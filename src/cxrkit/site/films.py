@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from cxrkit.card import ModelCard
 from cxrkit.data.identity import dataset_name, labels_file, set_fingerprint
 from cxrkit.data.table import load_table
 from cxrkit.errors import CxrkitError, DatasetError
@@ -29,17 +30,18 @@ class SiteSet:
     patient_ids_given: bool = False
 
 
-def labelled_site(data: str | Path, card: dict[str, Any]) -> SiteSet:
+def labelled_site(data: str | Path, card: ModelCard | dict[str, Any]) -> SiteSet:
     """A labelled site set in the card's classes; patients from `patient_id` when present
     (`patient_ids_given` says whether every film has one)."""
+    card = ModelCard.from_dict(card)
     src = Path(data).expanduser()
     if not src.exists():
         raise DatasetError(f"{src}: no such site set (a labels.csv or a folder holding one)")
     table = load_table(
         src,
-        label_column=card.get("label_column", "label"),
-        task=card["task"],
-        class_names=card["class_names"],
+        label_column=card.label_column or "label",
+        task=card.task,
+        class_names=list(card.class_names),
     )
     return SiteSet(
         name=dataset_name(src),
@@ -83,13 +85,16 @@ def _csv_paths(csv_file: Path) -> list[Path]:
 
 
 def film_loader(
-    paths: list[Path], card: dict[str, Any], batch_size: int = 32, num_workers: int = 0
+    paths: list[Path],
+    card: ModelCard | dict[str, Any],
+    batch_size: int = 32,
+    num_workers: int = 0,
 ) -> DataLoader:
     """Batches of films read, cropped and resized exactly as `cxr predict` does."""
     from cxrkit.infer.films import FilmFiles, FilmPrep, collate_films
 
     return DataLoader(
-        FilmFiles(paths, FilmPrep.from_card(card)),
+        FilmFiles(paths, FilmPrep.from_card(ModelCard.from_dict(card))),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_films,
@@ -97,14 +102,13 @@ def film_loader(
 
 
 def network_probabilities(
-    model: torch.nn.Module, card: dict[str, Any], loader: DataLoader
+    model: torch.nn.Module, card: ModelCard | dict[str, Any], loader: DataLoader
 ) -> tuple[np.ndarray, np.ndarray]:
     """The network's own probabilities (no card calibration) and the indices of readable films."""
     from cxrkit.classifier import Classifier
 
-    uncalibrated = {
-        k: v for k, v in card.items() if k not in ("probability_calibration", "prior_shift")
-    }
+    card = ModelCard.from_dict(card)
+    uncalibrated = card.merged(probability_calibration=None, prior_shift=None)
     probs, index = Classifier(model, uncalibrated).batch_probs(loader)
     if len(index) == 0:
         raise CxrkitError("no readable films in the site set")

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from cxrkit.models.calibration import apply_card_calibration
+from cxrkit.card import Calibration, ModelCard
 from cxrkit.site.calibrate import (
     card_decisions,
     card_threshold,
     fit_site,
-    site_card,
     site_decisions,
+    site_map,
 )
 from cxrkit.site.resample import DEFAULT_RESAMPLES, guard_decision, resampled_gain
 
@@ -46,13 +46,14 @@ def guarded_fit(
     y: np.ndarray,
     raw_probs: np.ndarray,
     groups: np.ndarray,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     method: str,
     probabilities: str,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> GuardedFit:
     """Fit the site's map and threshold, resample its gain, keep the model unless it earns it."""
+    card = ModelCard.from_dict(card)
     cal, (fitted_t,) = fit_site(y, raw_probs, card, method, probabilities)
     evidence = resampled_gain(y, raw_probs, groups, card, method, probabilities, resamples, seed)
     summary = evidence.summary()
@@ -63,12 +64,12 @@ def guarded_fit(
         carried = carried_threshold(raw_probs, card, cal)
         if carried is not None:
             return GuardedFit(decision, cal, fitted_t, cal, carried, summary)
-    old_cal = card.get("probability_calibration") or dict(NONE_MAP)
+    old_cal = dict(card.calibration.probability or NONE_MAP)
     return GuardedFit("kept", cal, fitted_t, old_cal, card_threshold(card), summary)
 
 
 def carried_threshold(
-    raw_probs: np.ndarray, card: dict[str, Any], cal: dict[str, Any]
+    raw_probs: np.ndarray, card: ModelCard | dict[str, Any], cal: dict[str, Any]
 ) -> float | None:
     """The threshold under map `cal` that labels every film as the card does now, or None.
 
@@ -76,19 +77,25 @@ def carried_threshold(
     log-odds, all maps being monotone) and sent through `cal`; None when a film of the set
     would change label (a map that is flat or reversed there).
     """
+    card = ModelCard.from_dict(card)
+    decision = card.require_decision()
     _, old_pred = card_decisions(raw_probs, card)
-    old_t = card_threshold(card)
 
-    def positive(z: float, which: dict[str, Any]) -> float:
+    def through(z: float, which: Calibration) -> np.ndarray:
+        """The binary probability row of log-odds `z` sent through map `which`."""
         p1 = 1.0 / (1.0 + np.exp(-z))
-        return float(apply_card_calibration(np.array([[1.0 - p1, p1]]), which)[0, 1])
+        return which.apply(np.array([[1.0 - p1, p1]]), card.task)[0]
+
+    def called(z: float) -> bool:
+        """Whether the card calls log-odds `z` positive."""
+        return decision.index(through(z, card.calibration)) == 1
 
     lo, hi = -40.0, 40.0
-    if positive(hi, card) < old_t or positive(lo, card) >= old_t:
+    if not called(hi) or called(lo):
         return None
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if positive(mid, card) >= old_t else (mid, hi)
-    new_t = positive(hi, site_card(card, cal))
+        lo, hi = (lo, mid) if called(mid) else (mid, hi)
+    new_t = float(through(hi, site_map(cal))[1])
     _, new_pred = site_decisions(raw_probs, card, cal, new_t)
     return new_t if np.array_equal(new_pred, old_pred) else None

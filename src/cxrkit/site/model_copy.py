@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError, ModelFileError
 from cxrkit.io.atomic import atomic_write
-from cxrkit.models.model_file import CARD_KEY, FORMAT_VERSION, MODEL_SUFFIX, find_model_file
+from cxrkit.models.model_file import CARD_KEY, MODEL_SUFFIX, find_model_file
 
 
 def check_out_path(source: str | Path, out: str | Path) -> Path:
@@ -29,7 +30,7 @@ def check_out_path(source: str | Path, out: str | Path) -> Path:
 def write_model_copy(
     source: str | Path,
     out: str | Path,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     replace: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Copy every tensor (and metadata entry) of `source` to `out` with `card`; atomic write.
@@ -51,7 +52,7 @@ def write_model_copy(
         if old is None or old.shape != value.shape or old.dtype != value.dtype:
             raise ModelFileError(f"{src}: cannot replace tensor {name!r} (absent or other shape)")
         tensors[name] = value.detach().cpu().contiguous()
-    metadata[CARD_KEY] = json.dumps({**card, "format_version": FORMAT_VERSION})
+    metadata[CARD_KEY] = json.dumps(ModelCard.from_dict(card, source=str(dst)).to_dict())
     blob = save(tensors, metadata=metadata)
     dst.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(dst, lambda fh: fh.write(blob))

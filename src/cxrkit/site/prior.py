@@ -7,12 +7,14 @@ set the site prior to the mean re-weighted posterior, until it stops moving.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cxrkit.models.calibration import prior_shift
+from cxrkit.card import ModelCard
+from cxrkit.card.calibration import prior_shift
 
 
 @dataclass
@@ -43,24 +45,25 @@ def em_prior(
     return PriorEstimate(site, max_iter, False)
 
 
-def training_prior(card: dict[str, Any]) -> tuple[np.ndarray, str]:
+def training_prior(card: ModelCard | dict[str, Any]) -> tuple[np.ndarray, str]:
     """The class prior the model's probabilities assume, and where that figure comes from.
 
     Order: the card's `training_prior`; uniform when training balanced the classes
     (`balance: loss` or `sampler` makes the network learn as if classes were equal);
     `training.class_counts`; else uniform (said so in the returned note).
     """
-    names = list(card["class_names"])
+    card = ModelCard.from_dict(card)
+    names = list(card.class_names)
     k = len(names)
-    stored = card.get("training_prior")
-    if isinstance(stored, dict) and stored.get("prior") is not None:
+    stored = card.provenance.training_prior
+    if isinstance(stored, Mapping) and stored.get("prior") is not None:
         return _normalised(stored["prior"], k), str(stored.get("source", "card"))
-    training = card.get("training") or {}
+    training = card.provenance.training
     balance = (training.get("config") or {}).get("balance")
     if balance in ("loss", "sampler"):
         return np.full(k, 1.0 / k), f"uniform: trained with class balancing (balance: {balance})"
     counts = training.get("class_counts")
-    if isinstance(counts, dict) and all(c in counts for c in names):
+    if isinstance(counts, Mapping) and all(c in counts for c in names):
         return _normalised([counts[c] for c in names], k), "training class counts in the card"
     return np.full(k, 1.0 / k), "uniform: the card records no training class prior"
 

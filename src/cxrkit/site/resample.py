@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate.calibration import reliability_bins
 from cxrkit.evaluate.thresholds import parse_threshold_method
@@ -137,13 +138,14 @@ def resampled_gain(
     y: np.ndarray,
     raw_probs: np.ndarray,
     groups: np.ndarray,
-    card: dict[str, Any],
+    card: ModelCard | dict[str, Any],
     method: str,
     probabilities: str,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> GainEstimate:
     """Fit on one patient half, score the other, `resamples` times (see the module doc)."""
+    card = ModelCard.from_dict(card)
     if resamples < 1:
         raise CxrkitError(f"resamples={resamples}: the guard needs at least 1 resample")
     name, _ = parse_threshold_method(method)

@@ -216,15 +216,15 @@ def train(
         target_sensitivity=cfg.target_sensitivity,
         class_names=table.class_names,
     )
-    card = _model_card(
+    fields = _model_card(  # the card's JSON, validated when saved
         cfg, table, spec, size, task, thresholds, splits, result, train_seconds, data
     )
-    card["selection_sets"] = selection_sets
-    card["ood"] = reference.card()
-    card["training"]["processes"] = ctx.world_size  # data-parallel ranks (1: one process)
+    fields["selection_sets"] = selection_sets
+    fields["ood"] = reference.card()
+    fields["training"]["processes"] = ctx.world_size  # data-parallel ranks (1: one process)
     if cfg.shards:  # `data`'s train split gave only the class weights and the reference
-        card["training"]["n_train_streamed_per_epoch"] = cfg.epoch_films
-    card.update(model_identity(cfg, out))
+        fields["training"]["n_train_streamed_per_epoch"] = cfg.epoch_films
+    fields.update(model_identity(cfg, out))
     metrics = evaluate_predictions(
         test_y,
         test_probs,
@@ -234,16 +234,16 @@ def train(
         thresholds=thresholds,
         n_bootstrap=cfg.n_bootstrap,
         title=f"cxrkit — {cfg.backbone} ({cfg.mode}) on its test split",
-        model_card=card,
+        model_card=fields,
         history=result.history,
     )
     val_metrics = {"val_auc_best": result.best_score, "best_epoch": result.best_epoch}
-    card["metrics"] = {"test": headline(metrics), "validation": val_metrics}
+    fields["metrics"] = {"test": headline(metrics), "validation": val_metrics}
     extra = reference.tensors()
-    save_model_file(out / MODEL_NAME, model.cpu(), card, extra)
+    save_model_file(out / MODEL_NAME, model.cpu(), fields, extra)
     if external:
-        card["metrics"]["external"] = _score_external(out, metrics, external, cfg)
-        save_model_file(out / MODEL_NAME, model, card, extra)
+        fields["metrics"]["external"] = _score_external(out, metrics, external, cfg)
+        save_model_file(out / MODEL_NAME, model, fields, extra)
     atomic_write_text(out / "history.json", json.dumps(result.history, indent=2))
     log.info(
         "test: n=%d accuracy %.4f auc %s (CI %s); model %s; %.0fs",
