@@ -160,7 +160,7 @@ def test_bad_uid_root_and_onnx_runtime_are_flag_errors(model: Path, samples_dir:
     assert isinstance(result.exception, CxrkitError)
     assert "--uid-root '1.02.3'" in as_flags(str(result.exception))  # as `cxr` prints it
     with pytest.raises(CxrkitError, match="--runtime torch"):
-        make_writer(None, {}, model, None, runtime="onnx")
+        make_writer(None, None, runtime="onnx")
 
 
 def test_burned_in_text_carries_each_screening_warning_on_its_own_line() -> None:
@@ -177,3 +177,40 @@ def test_burned_in_text_carries_each_screening_warning_on_its_own_line() -> None
         int((burn_notice(film, n)[:, 0] == 0).all(axis=1).sum()) for n in (lines[:2], lines)
     ]
     assert band_rows[1] > band_rows[0] > 0  # the warnings are drawn, not cut off
+
+
+def test_dicom_out_decodes_and_runs_each_dicom_film_once(
+    model: Path, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--dicom-out` reads a DICOM film's pixels once and runs the prediction forward pass
+    once (`Classifier.outputs`); the heat map comes from that same input (the CAM's own
+    gradient pass runs on a copy of the network and is not a prediction pass)."""
+    import cxrkit.dicom_out.writer  # noqa: F401  (the module that reads the film)
+    import cxrkit.io
+    from cxrkit.classifier import Classifier
+
+    reads: list[str] = []
+    passes: list[int] = []
+    real_read, real_outputs = cxrkit.io.read_image, Classifier.outputs
+
+    def counting_read(path, *a, **kw):  # type: ignore[no-untyped-def]
+        reads.append(Path(path).name)
+        return real_read(path, *a, **kw)
+
+    def counting_outputs(self, films):  # type: ignore[no-untyped-def]
+        passes.append(len(films))
+        return real_outputs(self, films)
+
+    monkeypatch.setattr(cxrkit.io, "read_image", counting_read)
+    monkeypatch.setattr(Classifier, "outputs", counting_outputs)
+    film = tmp_path / "film.dcm"
+    shutil.copy(samples_dir / SIIM, film)
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(model), str(film), "--out", str(tmp_path / "p.json"),
+         "--num-workers", "0", "--dicom-out", str(tmp_path / "dicom"), "--uid-root", ROOT],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert reads == ["film.dcm"]  # one decode of the pixels
+    assert passes == [1]  # one prediction forward pass, for that one film
+    assert len(list((tmp_path / "dicom").glob("*.dcm"))) == 2  # SR + overlay

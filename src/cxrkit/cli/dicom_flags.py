@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,14 @@ UID_ROOT_HELP = "UID root of the new DICOM series and instances (your organisati
 
 
 def make_writer(
-    net: Any,
-    card: dict,
-    model: Path,
+    classifier: Any,
     uid_root: str | None,
     runtime: str = "torch",
     check_only: bool = False,
     **kw: Any,
 ) -> Any:
-    """A `DicomResultWriter` for the flags, or a flag-worded error (no highdicom, ONNX,
-    bad UID root); `check_only` checks the flags without a model."""
+    """A `DicomResultWriter` holding `classifier` for the flags, or a flag-worded error (no
+    highdicom, ONNX, bad UID root); `check_only` checks the flags without a model."""
     if runtime != "torch":
         raise CxrkitError("--dicom-out needs --runtime torch (the heat map needs gradients)")
     try:
@@ -44,13 +42,28 @@ def make_writer(
 
         check_uid_root(uid_root)
         return None
-    return DicomResultWriter(net, card, model_path=model, uid_root=uid_root, **kw)
+    return DicomResultWriter(classifier, uid_root=uid_root, **kw)
 
 
-def dicom_outputs(rows: Iterable[dict], writer: Any, folder: Path) -> Iterator[dict]:
-    """Pass prediction rows through, writing the DICOM outputs of each DICOM film."""
-    for row in rows:
-        writer.add(row["path"], row, folder)
+def predict_with_dicom(
+    classifier: Any, files: list[Path], writer: Any, folder: Path, **predict_kw: Any
+) -> Iterator[dict]:
+    """The rows of `cxr predict --dicom-out`, in the order of `files`: each DICOM film is
+    decoded once and run once (`DicomResultWriter.predict_file`: its row and heat map from
+    the same input) and gets its SR + overlay; other films are predicted in batches."""
+    from cxrkit.dicom_out import is_dicom_file
+
+    dicom = [is_dicom_file(f) for f in files]
+    others = classifier.predict_iter(
+        [f for f, is_dcm in zip(files, dicom, strict=True) if not is_dcm], **predict_kw
+    )
+    for path, is_dcm in zip(files, dicom, strict=True):
+        if is_dcm:
+            row, image, heatmap = writer.predict_file(path)
+            writer.add(path, row, folder, image=image, heatmap=heatmap)
+        else:
+            row = next(others)
+            writer.add(path, row, folder)  # noted: no study to attach a report to
         yield row
     report_dicom(writer, folder)
 
@@ -74,26 +87,15 @@ def report_dicom(writer: Any, folder: Path) -> None:
 
 
 class ExplainDicom:
-    """`cxr explain --dicom-out`: the film's `cxr predict` row plus the map just computed."""
+    """`cxr explain --dicom-out`: the film's `cxr predict` row plus the map just computed,
+    both from one `Classifier.explain_row` call."""
 
-    def __init__(self, net: Any, card: dict, model: Path, folder: Path, **kw: Any) -> None:
-        from cxrkit.models.ood import load_feature_reference
+    def __init__(self, classifier: Any, folder: Path, **kw: Any) -> None:
+        self.folder = folder
+        self.writer = make_writer(classifier, **kw)
 
-        self.net, self.card, self.folder = net, card, folder
-        self.writer = make_writer(net, card, model, **kw)
-        self.reference = load_feature_reference(model)
-
-    def add(self, path: Path, image: Any, heatmap: Any) -> None:
+    def add(self, path: Path, row: dict, image: Any, heatmap: Any) -> None:
         """Write the SR + overlay of one explained film (non-DICOM films are only noted)."""
-        from cxrkit.dicom_out import is_dicom_file
-        from cxrkit.infer.predict import predict_batches
-
-        row: dict = {"path": str(path)}
-        if is_dicom_file(path):  # the same numbers `cxr predict` prints
-            rows = predict_batches(
-                self.net, self.card, [Path(path)], num_workers=0, reference=self.reference
-            )
-            row = next(iter(rows))
         self.writer.add(path, row, self.folder, image=image, heatmap=heatmap)
 
     def report(self) -> None:

@@ -64,13 +64,12 @@ def explain_cmd(
     from cxrkit.io import read_image
 
     clf = Classifier.load(model, device="cpu")  # heat maps on the input predict uses
-    net, card = clf.net, clf.card
     files = require_films(images)
     out.mkdir(parents=True, exist_ok=True)
     lung_model = _lung_model() if lungs else None
     dicom = None
     if dicom_out is not None:  # SR + this heat map as a secondary capture, per DICOM film
-        dicom = dicom_flags.ExplainDicom(net, card, model, dicom_out, uid_root=uid_root)
+        dicom = dicom_flags.ExplainDicom(clf, dicom_out, uid_root=uid_root)
     results: list[dict[str, Any]] = []
     for path in files:
         try:
@@ -79,11 +78,11 @@ def explain_cmd(
             console.print(f"[yellow]skipped[/] {escape(str(exc))}")
             results.append({"path": str(path), "error": exc.reason})
             continue
-        try:
-            heatmap, info = clf.explain(
-                image, method, class_name=class_name, box_threshold=box_threshold
-            )
-        except ModelOutputError as exc:  # a non-finite output is an error, never a class
+        row, heatmap, info = clf.explain_row(
+            image, str(path), method=method, class_name=class_name, box_threshold=box_threshold
+        )
+        if heatmap is None:  # a non-finite output is an error, never a class
+            exc = ModelOutputError(f"no heat map: {row['error']}")
             console.print(f"[red]no map[/] {escape(str(path))}: {escape(str(exc))}")
             results.append({"path": str(path), "error": str(exc)})
             continue
@@ -98,7 +97,7 @@ def explain_cmd(
         if lung_model is not None:
             info["lung_energy"] = _lung_energy(lung_model, image, heatmap, info.get("view"))
         if dicom is not None:
-            dicom.add(path, image, heatmap)
+            dicom.add(path, row, image, heatmap)
         results.append({"path": str(path), **info})
         warning = f" [yellow]warning: {escape(info['warning'])}[/]" if info.get("warning") else ""
         console.print(

@@ -61,8 +61,6 @@ def run_cmd(
 
     passive_openmp_waits()  # before torch loads
     from cxrkit.errors import CxrkitError
-    from cxrkit.models.model_file import load_model_file
-    from cxrkit.models.ood import load_feature_reference
     from cxrkit.pacs import ProcessedStore, connect, parse_modalities, parse_since, run_once
 
     if watch is not None and watch <= 0:
@@ -71,13 +69,13 @@ def run_cmd(
         raise CxrkitError(f"--batch-size {batch_size}: give at least 1")
     since_date, modalities = parse_since(since), parse_modalities(modality)
     client = connect(url)
-    dicom_flags.make_writer(None, {}, model, uid_root, check_only=True)  # bad flags fail first
+    dicom_flags.make_writer(None, uid_root, check_only=True)  # bad flags fail first
 
     @functools.cache
     def get_writer():  # the model loads on the first new film (torch import: seconds)
-        net, card = load_model_file(model)
-        writer = dicom_flags.make_writer(net, card, model, uid_root)
-        writer.reference = load_feature_reference(model)
+        from cxrkit.classifier import Classifier
+
+        writer = dicom_flags.make_writer(Classifier.load(model, device="cpu"), uid_root)
         console.print(f"model {writer.model_name} {writer.model_version}", highlight=False)
         return writer
 

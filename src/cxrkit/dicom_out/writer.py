@@ -1,16 +1,18 @@
 """Per DICOM film: the SR with the findings and the heat-map Secondary Capture, built or saved.
 
-`DicomResultWriter` is what `cxr predict/explain --dicom-out` and `cxr pacs run` share: give
-it a prediction row (as `cxr predict --out x.json` writes it) and, when you have them, the
-decoded film and its heat map; it computes what is missing, builds both objects in the
-source's study (new series under the UID root) and saves or returns them.
+`DicomResultWriter` is what `cxr predict/explain --dicom-out` and `cxr pacs run` share. It
+holds the `Classifier`: `predict_file(path)` decodes a DICOM film once and runs the model
+once (`Classifier.explain_row`: the `cxr predict` row and the heat map from the same
+input); `add` / `build` take a row (and the film and heat map, when the caller has them),
+build both objects in the source's study (new series under the UID root) and save or
+return them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -21,6 +23,9 @@ from cxrkit.dicom_out.source import quiet_person_names, read_source
 from cxrkit.dicom_out.sr import build_sr
 from cxrkit.dicom_out.uids import check_uid_root, new_uid
 from cxrkit.errors import CxrkitError
+
+if TYPE_CHECKING:
+    from cxrkit.classifier import Classifier
 
 NO_STUDY = "not a DICOM film: there is no study to attach a DICOM report to"
 
@@ -46,22 +51,23 @@ def is_dicom_file(path: str | Path) -> bool:
 
 @dataclass
 class DicomResultWriter:
-    """Builds (and optionally saves) the SR + overlay of films a model predicted."""
+    """Builds (and optionally saves) the SR + overlay of films a `Classifier` predicted."""
 
-    net: Any
-    card: dict[str, Any]
+    classifier: Classifier
     model_path: str | Path | None = None
     uid_root: str | None = None
     method: str = "gradcam"
     alpha: float = 0.5
     overlay: bool = True
-    reference: Any = None  # the model's OOD feature reference, for callers that predict
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _stems: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.uid_root = check_uid_root(self.uid_root)
+        if self.model_path is None:
+            self.model_path = self.classifier.path
+        self.card = self.classifier.card
         self.model_name, self.model_version = model_identity(self.card, self.model_path)
         self._series: dict[tuple[str, str], str] = {}
 
@@ -138,6 +144,27 @@ class DicomResultWriter:
         self.written += paths
         return paths
 
+    def predict_file(
+        self, path: str | Path
+    ) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+        """(the film's `cxr predict` row, the film, its heat map) from one decode and one
+        prediction forward pass; an unreadable film gives a row with `error` and no film.
+        The heat map is None when no overlay is asked for or the row has an error."""
+        from cxrkit.errors import ImageReadError
+        from cxrkit.io import read_image
+
+        try:
+            image, _ = read_image(path)
+        except ImageReadError as exc:
+            return {"path": str(path), "error": exc.reason}, None, None
+        if not self.overlay:
+            row, _ = self.classifier.assess(image, str(path))
+            return row, image, None
+        row, heatmap, _ = self.classifier.explain_row(
+            image, str(path), method=self.method, screen=True
+        )
+        return row, image, heatmap
+
     def _stem(self, results: DicomResults) -> str:
         """The source's SOP Instance UID; `_2`, `_3`... when a run meets it again (copies)."""
         stem = results.source_sop_instance_uid
@@ -145,9 +172,7 @@ class DicomResultWriter:
         return stem if self._stems[stem] == 1 else f"{stem}_{self._stems[stem]}"
 
     def _heatmap(self, image: np.ndarray) -> np.ndarray:
-        from cxrkit.explain import explain
-
-        heatmap, _ = explain(self.net, self.card, image, method=self.method, screen=False)
+        heatmap, _ = self.classifier.explain(image, self.method, screen=False)
         return heatmap
 
 

@@ -148,7 +148,6 @@ def _batches(items: list[Instance], size: int) -> Iterator[list[Instance]]:
 def _process(client: Any, writer: Any, batch: list[Instance]) -> Iterator[tuple[Instance, Any]]:
     """(instance, [stored datasets]) or (instance, reason) for each film of the batch."""
     from cxrkit.dicom_out import read_source
-    from cxrkit.infer.predict import predict_batches
 
     with tempfile.TemporaryDirectory(prefix="cxr-pacs-") as tmp:
         fetched: list[tuple[Instance, Path]] = []
@@ -163,19 +162,13 @@ def _process(client: Any, writer: Any, batch: list[Instance]) -> Iterator[tuple[
             fetched.append((inst, path))
         if not fetched:
             return
-        rows = predict_batches(
-            writer.net,
-            writer.card,
-            [p for _, p in fetched],
-            num_workers=0,
-            reference=getattr(writer, "reference", None),
-        )
-        for (inst, path), row in zip(fetched, rows, strict=True):
+        for inst, path in fetched:
+            row, image, heatmap = writer.predict_file(path)  # one decode, one forward pass
             if "error" in row:
                 yield inst, f"unreadable film: {row['error']}"
                 continue
             try:
-                results = writer.build(read_source(path), row, film_path=path)
+                results = writer.build(read_source(path), row, image, heatmap)
             except Exception as exc:  # one odd header must not stop the loop
                 yield inst, f"no results: {_reason(exc)}"
                 continue
