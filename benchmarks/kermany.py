@@ -16,7 +16,9 @@ no part in training or choosing:
 `--table` / `--markdown` print the recipe table (validation and internal figures; the one
 site score apart). benchmarks/results/kermany/ keeps the earlier protocol's rows, whose
 recipes, head and threshold method were chosen *on* `kermany_site`: their site figures
-are selection figures (optimistic), shown apart by `--table --legacy`.
+are selection figures (optimistic), shown apart by `--table --legacy` (`--markdown
+--legacy` for the results page's form). `benchmarks/report.py` writes both tables into
+docs/RESULTS.md.
 
     .venv/bin/python benchmarks/kermany.py [--only SUBSTRING] [--seeds 0 1 2]
     .venv/bin/python benchmarks/kermany.py --choose
@@ -34,8 +36,6 @@ from typing import Any
 
 from cxrkit.data.splits import make_splits, write_split_csv
 from cxrkit.data.table import load_table
-from cxrkit.models.model_file import read_card
-from cxrkit.train import load_config, train
 from cxrkit.train.config import DEFAULT_AUGMENT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,13 +182,16 @@ def main() -> None:
         run(args)
     rows = collect(LEGACY if args.legacy else RESULTS)
     if args.legacy:
-        print(legacy_table(rows))
+        print(legacy_markdown(rows) if args.markdown else legacy_table(rows))
     else:
         print(markdown(rows) if args.markdown else text_table(rows))
 
 
 def run(args: argparse.Namespace) -> None:
     """Train every selected (recipe, seed) that has no result file yet."""
+    from cxrkit.models.model_file import read_card  # torch: imported only to train
+    from cxrkit.train import load_config, train
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = load_table(args.data)
@@ -209,7 +212,7 @@ def run(args: argparse.Namespace) -> None:
             run_dir = out / f"{slug(name)}-seed{seed}"
             t0, cpu0 = time.time(), time.process_time()
             result = train(args.data, run_dir, cfg, show_progress=False)  # no site: it chooses
-            card_metrics = read_card(result.model_path)["metrics"]
+            card_metrics = read_card(result.model_path).metrics or {}
             row = {
                 "recipe": name,
                 "seed": seed,
@@ -321,11 +324,11 @@ def _stat(runs: list[dict[str, Any]], part: str, key: str) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _site_cell(recipe: str) -> str:
+def _site_cell(recipe: str, site_score: Path = SITE_SCORE) -> str:
     """The single site score, for the chosen recipe only."""
-    if not SITE_SCORE.is_file():
+    if not site_score.is_file():
         return ""
-    score = json.loads(SITE_SCORE.read_text())
+    score = json.loads(site_score.read_text())
     if score["recipe"] != recipe:
         return ""
     site = score["site"]
@@ -354,7 +357,7 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], site_score: Path = SITE_SCORE) -> str:
     """The results page's recipe table (validation figures; the site score apart)."""
     lines = [
         "| recipe | seeds | validation AUC | internal AUC | internal acc. | wall time "
@@ -372,7 +375,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['recipe']} | {len(runs)} | "
             + " | ".join(cells)
-            + f" | {wall:.1f} min | {_site_cell(row['recipe']) or 'not scored'} |"
+            + f" | {wall:.1f} min | {_site_cell(row['recipe'], site_score) or 'not scored'} |"
         )
     return "\n".join(lines)
 
@@ -389,6 +392,24 @@ def legacy_table(rows: list[dict[str, Any]]) -> str:
             f"{row['recipe']:<56} {len(runs):>5} {_stat(runs, 'internal', 'auc'):>14} "
             f"{_stat(runs, 'internal', 'accuracy'):>14} {_stat(runs, 'site', 'auc'):>14} "
             f"{_stat(runs, 'site', 'accuracy'):>14}"
+        )
+    return "\n".join(lines)
+
+
+def legacy_markdown(rows: list[dict[str, Any]]) -> str:
+    """The results page's table of the old protocol's rows (`*`: selection figures)."""
+    lines = [
+        "| recipe | seeds | internal AUC | internal acc. | site AUC* | site acc.* | site sens.* "
+        "| site spec.* | wall time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        runs = row["runs"]
+        wall = statistics.mean(r["wall_seconds"] for r in runs) / 60
+        cells = [_stat(runs, "internal", "auc"), _stat(runs, "internal", "accuracy")]
+        cells += [_stat(runs, "site", k) for k in ("auc", "accuracy", "sensitivity", "specificity")]
+        lines.append(
+            f"| {row['recipe']} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} min |"
         )
     return "\n".join(lines)
 

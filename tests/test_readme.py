@@ -108,3 +108,18 @@ def test_readme_lists_every_backbone() -> None:
     assert line is not None, "README lost its 'Backbones: ...' list"
     assert registered, "no @register_backbone calls found"
     assert sorted(re.findall(r"`(\w+)`", line.group(1))) == registered
+
+
+def test_readme_first_screen() -> None:
+    """What cxrkit is, the two commands, a five-line quick start, then the headline results."""
+    text = README.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings[:4] == ["Two commands", "Five-line quick start", "Measured results", "Install"]
+    quick = text.split("## Five-line quick start\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```(\w+)\n(.*?)^```", quick, re.MULTILINE | re.DOTALL)
+    lines = {lang: [ln for ln in body.splitlines() if ln.strip()] for lang, body in blocks}
+    assert sum(map(len, lines.values())) == 5, lines
+    assert all(ln.startswith("cxr ") for ln in lines["bash"])
+    assert lines["python"][0] == "import cxrkit as cx"
+    results = text.split("## Measured results\n", 1)[1].split("\n## ", 1)[0]
+    assert "<!-- results:begin -->" in results and "(docs/RESULTS.md)" in results
