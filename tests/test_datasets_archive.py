@@ -103,3 +103,30 @@ def test_good_archives_extract(tmp_path):
     assert (
         tmp_path / "dz" / "MontgomerySet" / "CXR_png" / "MCUCXR_0001_0.png"
     ).read_text() == "png"
+
+
+def test_a_refused_archive_leaves_files_that_were_there_before(tmp_path):
+    """Rollback removes only what the extraction created: a film already in DEST keeps its
+    bytes, even when the archive holds a member of the same name before the bad one."""
+    dest = tmp_path / "dest"
+    (dest / "images").mkdir(parents=True)
+    before = dest / "images" / "first.png"
+    before.write_bytes(b"the film that was here")
+    (dest / "labels.csv").write_text("path,label\n")
+    archive = _tar(tmp_path / "evil.tgz", [_info("images/first.png"), _info("a/../../up.txt")])
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(archive, dest)
+    assert before.read_bytes() == b"the film that was here"
+    assert (dest / "labels.csv").read_text() == "path,label\n"
+    assert sorted(p.name for p in dest.iterdir()) == ["images", "labels.csv"]  # no staging left
+
+
+def test_a_good_archive_replaces_files_and_leaves_no_staging(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "old.txt").write_text("kept")
+    archive = _tar(tmp_path / "ok.tgz", [_info("images/a.png"), _info("old.txt")], data=b"new")
+    written = extract_archive(archive, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == ["images/a.png", "old.txt"]
+    assert (dest / "old.txt").read_bytes() == b"new" and (dest / "images/a.png").exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["images", "old.txt"]
