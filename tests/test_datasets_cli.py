@@ -47,6 +47,7 @@ def test_sets_lists_every_set_and_download_explains_registration():
     plan = cxr("data", "download", "openi", "--dest", "/tmp/unused", "--dry-run",
                "--base-url", "http://mirror.example/openi").stdout  # fmt: skip
     assert "NLMCXR_png.tgz\thttp://mirror.example/openi/NLMCXR_png.tgz" in plan
+    assert "NLMCXR_png.tgz\thttp://mirror.example/openi/NLMCXR_png.tgz\ttrust on first use" in plan
 
 
 def test_prepare_errors_name_the_flag(tmp_path):

@@ -154,3 +154,31 @@ def test_merge_marks_unlabelled_findings_uncertain(tmp_path):
     assert np.isnan(y[by_name["z.png"], 0]) and y[by_name["z.png"], 2] == 1.0
     with pytest.raises(DatasetError, match="two or more"):
         merge_datasets([a], tmp_path / "m2")
+
+
+def test_shards_of_a_class_sorted_set_mix_the_classes(tmp_path):
+    """labels.csv sorted by class (kermany's is) must not give one-class shards: films are
+    sharded in a seeded shuffled order, the same on every run."""
+    root = tmp_path / "sorted"
+    rows = []
+    for i in range(40):
+        label = "normal" if i < 20 else "pneumonia"  # class-sorted, as kermany_pneumonia
+        film(root / "images" / f"f{i:02d}.png", size=32, seed=i)
+        rows.append({"path": f"images/f{i:02d}.png", "label": label, "patient_id": f"p{i}"})
+    with (root / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["path", "label", "patient_id"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "wds"
+    s = convert_dataset(root, out, size=32, fmt="webdataset", shard_size="40KB", progress=False)
+    assert s["shards"] >= 3
+    by_shard: dict[str, list[str]] = {}
+    for row in csv.DictReader((out / "labels.csv").open()):
+        by_shard.setdefault(row["shard"], []).append(row["label"])
+    full = [labels for labels in by_shard.values() if len(labels) >= 6]
+    assert full and all(0.15 <= labels.count("normal") / len(labels) <= 0.85 for labels in full)
+    again = tmp_path / "wds2"
+    convert_dataset(root, again, size=32, fmt="webdataset", shard_size="40KB", progress=False)
+    assert [p.read_bytes() for p in sorted(out.glob("shard-*.tar"))] == [
+        p.read_bytes() for p in sorted(again.glob("shard-*.tar"))
+    ]

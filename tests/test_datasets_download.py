@@ -209,3 +209,19 @@ def test_openi_search_mode_pages_xvision_query(tmp_path):
         "page_000001.json",
         "page_000101.json",
     ]
+
+
+def test_dry_run_says_how_each_file_will_be_checked(tmp_path, monkeypatch):
+    """A file with a published sha256 is pinned; the others are trusted on first use (their
+    digest is recorded in SHA256SUMS and checked on every later run)."""
+    from cxrkit.datasets import download as dl
+    from cxrkit.datasets.registry import RemoteFile
+
+    pinned = RemoteFile("a.tgz", "http://x/a.tgz", sha256="ab" * 32)
+    unpinned = RemoteFile("b.tgz", "http://x/b.tgz")
+    monkeypatch.setattr(dl, "plan", lambda name, base_url=None: [
+        (pinned, pinned.url), (unpinned, unpinned.url)])  # fmt: skip
+    planned = dl.download_dataset("any", tmp_path, dry_run=True)
+    assert [p.check for p in planned] == [f"pinned sha256 {'ab' * 32}", dl.TRUST_ON_FIRST_USE]
+    assert [p.url for p in planned] == ["http://x/a.tgz", "http://x/b.tgz"]
+    assert not list(tmp_path.iterdir())  # a plan fetches nothing

@@ -134,7 +134,7 @@ def download(
         results = download_dataset(name, dest, base_url=base_url, workers=workers, dry_run=dry_run)
     for r in results:
         if r.status == "planned":
-            typer.echo(f"{r.name}\t{r.sha256}")
+            typer.echo(f"{r.name}\t{r.url}\t{r.check}")
         else:
             err.print(f"{r.status:>10}  {escape(r.name)}  {r.fetched:,} bytes  sha256 {r.sha256}")
 
@@ -146,11 +146,17 @@ def convert(
     fmt: str = typer.Option("png8", "--format", help="png8 | png16 | webdataset"),
     shard_size: str = typer.Option("1GB", "--shard-size", help="WebDataset shard size."),
     workers: int = typer.Option(2, "--workers", help="Films decoded at once."),
+    seed: int = typer.Option(
+        0, "--seed", help="WebDataset: seed of the shuffled order films are sharded in."
+    ),
 ) -> None:
-    """Resized PNG copies plus labels.csv, or WebDataset tar shards; reruns resume."""
+    """Resized PNG copies plus labels.csv, or WebDataset tar shards (films in a seeded
+    shuffled order, so no shard holds one class); reruns resume."""
     from cxrkit.datasets.convert import convert_dataset
 
-    s = convert_dataset(dataset, out, size=size, fmt=fmt, shard_size=shard_size, workers=workers)
+    s = convert_dataset(
+        dataset, out, size=size, fmt=fmt, shard_size=shard_size, workers=workers, seed=seed
+    )
     _err().print(
         f"{s['written']} films written, {s['already_done']} already there, "
         f"{s['unreadable']} unreadable, {s['shards']} shards ({s['format']}) -> {escape(str(out))}"

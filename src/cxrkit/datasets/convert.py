@@ -5,7 +5,10 @@ the longer side is `size` (aspect kept, never enlarged) and written as 8- or 16-
 `webdataset` packs each film as KEY.png + KEY.json (its labels.csv row) into
 shard-NNNNNN.tar files of about `shard_size` bytes, the WebDataset convention (samples are
 consecutive members sharing a KEY with no dot in it), with a labels.csv beside them naming
-each film's shard and key. Plain `tarfile` writes them: the format is just a tar, and
+each film's shard and key. Films go into the shards in a seeded random order (`seed`), not
+in labels.csv order: a labels.csv sorted by class would otherwise give shards of one class
+each, and a streamed epoch that reads a few shards would see one class. Plain `tarfile`
+writes them: the format is just a tar, and
 fixed member metadata (mtime 0, uid 0) makes a rerun byte-identical, which the
 `webdataset` writer does not promise.
 
@@ -150,9 +153,12 @@ def convert_dataset(
     shard_size: str | int = "1GB",
     workers: int = 2,
     progress: bool = True,
+    seed: int = 0,
 ) -> dict:
     """Write resized copies (png8 / png16) or WebDataset shards of a prepared set to `out`.
-    Returns counts: films written now, skipped as already done, unreadable, shards."""
+    Shards hold the films in an order shuffled by `seed` (the same order on a rerun, so an
+    interrupted conversion resumes where it stopped). Returns counts: films written now,
+    skipped as already done, unreadable, shards."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -182,6 +188,9 @@ def convert_dataset(
     elif fmt != "webdataset":
         done_keys = {f.key for f in films if (out / "images" / f"{f.key}.png").is_file()}
     todo = [f for f in films if f.key not in done_keys]
+    if fmt == "webdataset":  # shards mixed across the set, never in labels.csv order
+        order = np.random.default_rng(seed).permutation(len(films))
+        todo = [films[i] for i in order if films[i].key not in done_keys]
     bar = Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    disable=not progress)  # fmt: skip
     scales = _read_journal(out / SCALES_JOURNAL) if fmt != "webdataset" else {}

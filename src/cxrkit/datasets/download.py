@@ -55,6 +55,12 @@ class FetchResult:
     fetched: int = 0
     resumed_from: int = 0
     sha256: str = ""
+    url: str = ""
+    check: str = ""  # planned: how the file will be checked (pinned sha256 or first use)
+
+
+#: What `--dry-run` says of a file whose owner publishes no checksum.
+TRUST_ON_FIRST_USE = "trust on first use: no published sha256; recorded in SHA256SUMS"
 
 
 class Pacer:
@@ -304,7 +310,17 @@ def download_dataset(
     """Download (and unpack) every file of set `name` into `dest`; `dry_run` only plans."""
     files = plan(name, base_url)
     if dry_run:
-        return [FetchResult(r.name, Path(dest) / r.name, "planned", sha256=url) for r, url in files]
+        return [
+            FetchResult(
+                r.name,
+                Path(dest) / r.name,
+                "planned",
+                sha256=r.sha256 or "",
+                url=url,
+                check=f"pinned sha256 {r.sha256}" if r.sha256 else TRUST_ON_FIRST_USE,
+            )
+            for r, url in files
+        ]
     return download_files(
         files, dest, workers=workers, extract=extract, progress=progress, **kwargs
     )
