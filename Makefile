@@ -50,8 +50,9 @@ pacs-tools:
 	--no-install-recommends orthanc orthanc-dicomweb dicom3tools >/dev/null; } \
 	|| echo "warning: orthanc, orthanc-dicomweb or dicom3tools not installed"
 
+# -ra: every skip is listed with its reason at the end of the run.
 test: $(VENV)/.installed-dev chromium pacs-tools docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -ra
 
 # The API reference (mkdocs + mkdocstrings, read from the docstrings without importing
 # torch) and the guides in docs/; --strict: any warning fails the build, and `make test`.

@@ -48,6 +48,10 @@ class Orthanc:
         return int(r.json()["CountInstances"])
 
 
+#: The Debian packages the PACS tests start (the DICOMweb plugin is a package of its own).
+ORTHANC_INSTALL = "apt-get install orthanc orthanc-dicomweb"
+
+
 def find_orthanc() -> tuple[str | None, str | None, str]:
     """(binary, DICOMweb plugin, why not) of the Debian packages `orthanc` / `orthanc-dicomweb`."""
     binary = shutil.which("Orthanc") or (

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import cxrkit
 from cxrkit.cli.app import app
 from serve_helpers import save_random_model
+from tools import missing_tool
 
 hd = pytest.importorskip("highdicom", reason="the 'dicom' extra (highdicom) is not installed")
 
@@ -115,8 +116,9 @@ def test_png_inputs_say_there_is_no_study(predicted: dict) -> None:
     assert len(list(predicted["out"].glob("*.dcm"))) == 2  # only the DICOM film's two
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not found")
 def test_outputs_pass_dciodvfy(predicted: dict) -> None:
+    if shutil.which("dciodvfy") is None:
+        missing_tool("dciodvfy (dicom3tools) not found", "apt-get install dicom3tools")
     for path in sorted(predicted["out"].glob("*.dcm")):
         run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
         errors = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]

@@ -13,8 +13,9 @@ from pydicom.uid import JPEGBaseline8Bit
 from typer.testing import CliRunner
 
 from cxrkit.cli.app import app
-from pacs_helpers import PASSWORD, USER, find_orthanc, run_orthanc
+from pacs_helpers import ORTHANC_INSTALL, PASSWORD, USER, find_orthanc, run_orthanc
 from serve_helpers import save_random_model
+from tools import missing_tool
 
 hd = pytest.importorskip("highdicom", reason="the 'dicom' extra (highdicom) is not installed")
 pytest.importorskip(
@@ -31,7 +32,7 @@ SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7
 def orthanc(tmp_path_factory: pytest.TempPathFactory):
     binary, plugin, why = find_orthanc()
     if plugin is None:
-        pytest.skip(why)
+        missing_tool(why, ORTHANC_INSTALL)
     with run_orthanc(tmp_path_factory.mktemp("orthanc"), binary, plugin) as server:
         yield server
 
@@ -224,3 +225,42 @@ def test_without_orthanc_the_tests_say_which_package_is_missing(
     monkeypatch.setattr(pacs_helpers.shutil, "which", lambda name: None)
     monkeypatch.setattr(pacs_helpers, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
     assert "Debian package orthanc" in pacs_helpers.find_orthanc()[2]
+
+
+_HIDDEN = '''
+from pathlib import Path
+
+import pacs_helpers
+from pacs_helpers import ORTHANC_INSTALL, find_orthanc
+from tools import missing_tool
+
+
+def test_orthanc_check(monkeypatch):
+    monkeypatch.setattr(pacs_helpers.shutil, "which", lambda name: None)  # hidden from PATH
+    monkeypatch.setattr(pacs_helpers, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
+    binary, plugin, why = find_orthanc()
+    assert plugin is None
+    missing_tool(why, ORTHANC_INSTALL)
+'''
+
+
+@pytest.mark.parametrize(("installable", "outcome"), [("1", "1 failed"), ("0", "1 skipped")])
+def test_a_missing_orthanc_fails_where_it_could_be_installed_and_skips_elsewhere(
+    tmp_path: Path, installable: str, outcome: str
+) -> None:
+    """The PACS tests' check, in a child pytest with Orthanc hidden: a failure naming the
+    install command where `make test` could install it, a visible skip where it cannot."""
+    import os
+    import subprocess
+    import sys
+
+    test = tmp_path / "test_hidden_orthanc.py"
+    test.write_text(_HIDDEN)
+    env = {**os.environ, "CXR_CAN_INSTALL": installable}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", str(test)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert outcome in done.stdout, done.stdout
+    assert ORTHANC_INSTALL in done.stdout and "Orthanc not installed" in done.stdout

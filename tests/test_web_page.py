@@ -15,6 +15,7 @@ import httpx  # noqa: E402
 
 from cxrkit.serve import ServeSettings, create_app  # noqa: E402
 from serve_helpers import kermany_films, save_random_model, serve_in_thread  # noqa: E402
+from tools import missing_tool  # noqa: E402
 
 TOKEN = "page-token"
 CHROMIUM_ARGS = [
@@ -39,9 +40,8 @@ def chromium_path() -> str:
     ):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip(
-        "no Chromium found: `make test` installs Debian's chromium when run as root; "
-        "otherwise apt-get install chromium or set CXR_CHROMIUM=/path/to/chromium"
+    missing_tool(
+        "no Chromium found (or set CXR_CHROMIUM=/path/to/chromium)", "apt-get install chromium"
     )
 
 
