@@ -38,7 +38,7 @@ from pydicom.uid import (
 )
 from torch.utils.data import DataLoader
 
-from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable, Record, load_table
 
 REPO = Path(__file__).resolve().parents[1]

@@ -268,7 +268,7 @@ def choose(seeds: list[int]) -> dict[str, Any]:
 def score_site(args: argparse.Namespace) -> dict[str, Any]:
     """Score the chosen recipe's first-seed run on the site, once; write site_score.json."""
     from cxrkit.data.cache import file_sha256
-    from cxrkit.infer.evaluate_model import evaluate_model
+    from cxrkit.evaluate.model import evaluate_model
 
     if not CHOICE.is_file():
         raise SystemExit(f"no {CHOICE}: run --choose first (the choice is made without the site)")

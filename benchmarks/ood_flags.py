@@ -16,8 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from cxrkit.classifier.api import predict
 from cxrkit.evaluate.proportions import wilson_interval
-from cxrkit.infer.predict import predict
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

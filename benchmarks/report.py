@@ -1201,6 +1201,59 @@ def soak_section(inp: Inputs) -> Section:
     return Section("REST API load and soak", protocol, [summary])
 
 
+def pacs_faults_section(inp: Inputs) -> Section:
+    """`cxr pacs run` against a real Orthanc under injected faults (issue 28)."""
+    d = inp.json("pacs_faults.json")
+    tests, faults, server = d["tests"], d["faults"], d["server"]
+    all_passed = d["passed"] == len(tests)
+    verdict = (
+        "every film processed exactly once or reported (failed or quarantined, with its "
+        "reason), no film with a second SR"
+        if all_passed
+        else f"{len(tests) - d['passed']} test(s) did not pass: see the table"
+    )
+    summary = (
+        f"**Result.** {d['passed']} of {len(tests)} fault tests passed against a real Orthanc "
+        f"in {num(d['wall_s'])} s (loaded): {verdict}."
+    )
+    load = d["load_avg"]
+    protocol = Protocol(
+        chosen_on="nothing: a robustness check",
+        scored_on=(
+            f"`{d['tests_file']}`: Orthanc {server['orthanc']} with its DICOMweb plugin "
+            f"{server['orthanc_dicomweb']}, a fresh server per test; 2 to 4 DX films of "
+            "128 px made from shared Kermany PNGs (130 tiny films for the QIDO cap), a "
+            "random-init small CNN; faults injected by the tests (an HTTP proxy, a decode "
+            "worker that hangs or segfaults, SIGKILL of the process)"
+        ),
+        seeds="model seed 0; no other randomness",
+        machine=machine_of(d["machine"]),
+        load=(
+            f"loaded (1-min load {num(load['start'][0], 1)} -> {num(load['end'][0], 1)}, "
+            "other jobs shared the cores); wall times include Orthanc and Python starts"
+        ),
+        command=(
+            "`python benchmarks/pacs_faults.py` (runs the tests; CI runs the same tests "
+            "in `make test`)"
+        ),
+        files=[res("pacs_faults.json")],
+    )
+    seconds = {t["test"]: t["seconds"] for t in tests}
+    rows = [
+        [
+            f.get("fault") or f"`{f['test']}`",
+            f.get("outcome") or "-",
+            f"{f['result']} ({num(seconds.get(f['test'], 0), 1)} s)",
+        ]
+        for f in faults
+    ]
+    return Section(
+        "PACS loop under faults",
+        protocol,
+        [summary, table(["fault", "outcome", "test (its time)"], rows)],
+    )
+
+
 # ---- pages -------------------------------------------------------------------------------
 
 PAGE_INTRO = """\
@@ -1238,6 +1291,7 @@ def build(inp: Inputs) -> tuple[str, str]:
         decode_section(inp),
         serve_section(inp),
         soak_section(inp),
+        pacs_faults_section(inp),
     ]
     page = "\n\n".join([PAGE_INTRO, *(s.markdown() for s in sections)]) + "\n"
     heads = [h_transfer, h_calibration, h_lungs, h_polarity, h_speed]

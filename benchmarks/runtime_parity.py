@@ -86,7 +86,7 @@ def ensure_int8(run: Path, data: Path) -> Path:
     """The run's int8 graph, made (calibrated on its training split) when missing."""
     path = run / "model.int8.onnx"
     if not path.is_file():
-        from cxrkit.infer.quantize import quantize_model
+        from cxrkit.export.quantize import quantize_model
 
         t0 = time.perf_counter()
         quantize_model(run, path, data)
@@ -98,7 +98,7 @@ def load_sets(run: Path, data: Path, site: Path) -> dict[str, tuple[np.ndarray, 
     """{set name: (prepared films (N, 1, S, S), class indices)} for both sets."""
     from cxrkit.classifier import Classifier
     from cxrkit.data.table import load_table
-    from cxrkit.infer.quantize import _truth, prepared_films, split_members
+    from cxrkit.export.quantize import _truth, prepared_films, split_members
 
     clf = Classifier.load(run, "torch", device="cpu")
     out = {}

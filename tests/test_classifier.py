@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cxrkit.classifier import Classifier
+from cxrkit.classifier import screen as screening
 from cxrkit.errors import ImageReadError
-from cxrkit.infer import screen as screening
 from cxrkit.io import read_image, resize_film
 from cxrkit.models.model_file import load_model_file, read_card, save_model_file
 from serve_helpers import save_random_model
@@ -164,7 +164,7 @@ def test_jpeg_draft_decodes_large_jpegs_small_and_leaves_other_films_alone(
 ) -> None:
     from PIL import Image
 
-    from cxrkit.infer.films import FilmFiles
+    from cxrkit.classifier.films import FilmFiles
 
     clf = Classifier.load(save_random_model(tmp_path / "m.safetensors"), device="cpu")
     big = Image.open(samples_dir / FILM).convert("L").resize((1600, 1600))

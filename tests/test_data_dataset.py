@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cxrkit.data import CXRDataset, collate_skip_bad, load_table
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
+from cxrkit.data import load_table
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_items(table_with_bad_file, caplog: pytest.LogCaptureFixture) -> None:
     assert item["image"].shape == (1, 32, 32) and item["image"].dtype == torch.float32
     assert item["target"].dtype == torch.long and item["target"].ndim == 0
     assert item["target"].item() == table.targets()[0] and item["index"] == 0
-    with caplog.at_level(logging.WARNING, logger="cxrkit.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="cxrkit.classifier.dataset"):
         assert ds[bad_index] is None
     assert "broken.png" in caplog.text
     assert len(ds.bad_files) == 1 and ds.bad_files[0][0].endswith("broken.png")

@@ -165,3 +165,21 @@ def _last_shard(folder: Path) -> int:
     """Films in the converter's last shard, read from the tar itself."""
     last = sorted(folder.glob("*.tar"))[-1]
     return sum(1 for _ in iter_samples(str(last)))
+
+
+def test_rank_and_world_size_default_to_the_joined_process_group(monkeypatch) -> None:
+    """Outside a process group a stream is rank 0 of 1; inside one it takes the group's rank
+    and size (what `cxrkit.fit.distributed.setup` joined), unless told otherwise."""
+    from cxrkit.data import shards
+
+    assert shards.process_group() == (0, 1)
+    stream = ShardStream(["a.tar"], _decoder())
+    assert (stream.rank, stream.world_size) == (0, 1)
+    monkeypatch.setattr(shards.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(shards.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(shards.dist, "get_world_size", lambda: 2)
+    assert shards.process_group() == (1, 2)
+    stream = ShardStream(["a.tar", "b.tar"], _decoder())
+    assert (stream.rank, stream.world_size) == (1, 2)
+    told = ShardStream(["a.tar"], _decoder(), rank=0, world_size=1)
+    assert (told.rank, told.world_size) == (0, 1)

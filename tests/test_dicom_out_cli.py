@@ -166,8 +166,8 @@ def test_bad_uid_root_and_onnx_runtime_are_flag_errors(model: Path, samples_dir:
 
 
 def test_burned_in_text_carries_each_screening_warning_on_its_own_line() -> None:
+    from cxrkit.classifier.screen import LATERAL_WARNING
     from cxrkit.dicom_out.overlay import burn_notice, overlay_lines
-    from cxrkit.infer.screen import LATERAL_WARNING
 
     row = {"label": "pneumonia", "warning": f"{LATERAL_WARNING}; film looks inverted (p=0.97)"}
     lines = overlay_lines(row, "demo", "1")

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cxrkit.explain import METHODS, explain, overlay_heatmap, to_original
+from cxrkit.classifier.api import explain
+from cxrkit.explain import METHODS, overlay_heatmap, to_original
 from cxrkit.io import read_image
 from cxrkit.models import create_model
 from cxrkit.models.model_file import save_model_file
@@ -115,7 +116,7 @@ LATERAL_FILM = "lungmasks_v7/images/16664_2_1.png"  # held-out lateral film (tes
 
 
 def test_explain_flags_views_and_polarity_like_predict(small_model, padchest, shared_data) -> None:
-    from cxrkit.infer.screen import LATERAL_WARNING
+    from cxrkit.classifier.screen import LATERAL_WARNING
 
     lateral = read_image(shared_data / LATERAL_FILM)[0]
     _, info = explain(small_model, small_card(), lateral)
@@ -142,8 +143,8 @@ def test_cli_json_carries_the_warning_and_no_lung_share_for_a_lateral_film(
 ) -> None:
     from typer.testing import CliRunner
 
+    from cxrkit.classifier.screen import LATERAL_WARNING
     from cxrkit.cli.app import app
-    from cxrkit.infer.screen import LATERAL_WARNING
 
     model_file = save_model_file(tmp_path / "model.safetensors", small_model, small_card())
     out = tmp_path / "explain"

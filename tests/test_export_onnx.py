@@ -18,12 +18,14 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from cxrkit.classifier import Classifier  # noqa: E402
+from cxrkit.classifier import (
+    Classifier,  # noqa: E402
+    onnx_export,  # noqa: E402
+)
+from cxrkit.classifier.api import predict_batches  # noqa: E402
+from cxrkit.classifier.films import FilmFiles, FilmPrep  # noqa: E402
+from cxrkit.classifier.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
 from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
-from cxrkit.infer import onnx_export  # noqa: E402
-from cxrkit.infer.films import FilmFiles, FilmPrep  # noqa: E402
-from cxrkit.infer.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
-from cxrkit.infer.predict import predict_batches  # noqa: E402
 from cxrkit.io import atomic  # noqa: E402
 from cxrkit.models.model_file import load_model_file  # noqa: E402
 from serve_helpers import CLASSES, CXR, kermany_films, save_random_model  # noqa: E402

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxrkit.data.dataset import CXRDataset
+from cxrkit.classifier.dataset import CXRDataset
 from cxrkit.data.table import LabelTable, Record
 from fuzz_runner import run_cases
 from fuzzing import Case, Seed, make_case, quiet_pydicom, sample_seeds, synthetic_seeds

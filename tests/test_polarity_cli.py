@@ -92,7 +92,7 @@ def test_fix_table_polarity_swaps_only_the_inverted_records(films, tmp_path) -> 
 def test_predict_flags_inverted_films_and_non_films(films, tmp_path) -> None:
     import skimage.data
 
-    from cxrkit.infer.predict import predict_batches
+    from cxrkit.classifier.api import predict_batches
     from cxrkit.models import create_model
 
     photo = tmp_path / "coffee.png"

@@ -10,7 +10,7 @@ import torch
 
 from bad_files import encode, noisy_film
 from cxrkit.card import Decision
-from cxrkit.infer.predict import label_row, predict_batches
+from cxrkit.classifier.api import label_row, predict_batches
 
 CLASSES = ["normal", "pneumonia"]
 

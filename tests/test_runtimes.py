@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from cxrkit.classifier import Classifier  # noqa: E402
+from cxrkit.classifier.runtimes import RuntimeMissingError, check_runtime  # noqa: E402
 from cxrkit.errors import ModelFileError  # noqa: E402
-from cxrkit.infer.quantize import quantize_model  # noqa: E402
-from cxrkit.infer.runtimes import RuntimeMissingError, check_runtime  # noqa: E402
+from cxrkit.export.quantize import quantize_model  # noqa: E402
 from serve_helpers import save_random_model  # noqa: E402
 
 

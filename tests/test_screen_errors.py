@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cxrkit.classifier import Classifier
+from cxrkit.classifier import screen as screening
 from cxrkit.cli.app import app
 from cxrkit.errors import ModelOutputError
 from cxrkit.guard import guard_result
-from cxrkit.infer import screen as screening
 from cxrkit.io import read_image
 from cxrkit.polarity import load_polarity_model
 from cxrkit.polarity.model import PolarityModel
@@ -60,7 +60,8 @@ def test_predict_rows_say_so_when_there_is_no_screening_model(
     samples_dir, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr(screening, "screen_input", lambda image: None)
-    monkeypatch.setattr("cxrkit.classifier.screen_model", lambda: (None, "model not loadable"))
+    no_model = lambda: (None, "model not loadable")  # noqa: E731
+    monkeypatch.setattr("cxrkit.classifier.classifier.screen_model", no_model)
     clf = Classifier.load(save_random_model(tmp_path / "m.safetensors"), device="cpu")
     (row,) = clf.predict([samples_dir / FILM], num_workers=0)
     assert row["warning"] == f"{screening.NOT_SCREENED}: model not loadable"

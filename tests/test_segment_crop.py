@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrkit.data.crop import apply_crop, check_crop, crop_to_lungs, lung_bbox
 from cxrkit.errors import CxrkitError
+from cxrkit.segment.crop import apply_crop, check_crop, crop_to_lungs, lung_bbox
 
 
 def _image_and_mask() -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +67,12 @@ def test_train_config_accepts_only_known_crops() -> None:
 
 def test_decode_cache_key_includes_the_crop(tmp_path) -> None:
     from cxrkit.data.cache import DecodeCache
+    from cxrkit.segment.crop import FilmCrop
 
     plain = DecodeCache(tmp_path, 64, "squash")
-    cropped = DecodeCache(tmp_path, 64, "squash", crop="lungs")
+    cropped = DecodeCache(tmp_path, 64, "squash", crop=FilmCrop("lungs"))
     assert plain.entry_dir != cropped.entry_dir
     assert "crop-lungs" in cropped.entry_dir.name
+    assert DecodeCache(tmp_path, 64, "squash", crop=FilmCrop()).entry_dir == plain.entry_dir
+    with pytest.raises(TypeError, match="FilmCrop"):  # names are resolved by the crop's owner
+        DecodeCache(tmp_path, 64, "squash", crop="lungs")

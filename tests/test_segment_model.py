@@ -79,7 +79,8 @@ def test_crop_of_a_real_film_keeps_both_lungs(samples_dir: Path, lung_model) -> 
 
 
 def test_dataset_applies_the_lung_crop(kermany_dir: Path, tmp_path: Path, lung_model) -> None:
-    from cxrkit.data import CXRDataset, load_table
+    from cxrkit.classifier.dataset import CXRDataset
+    from cxrkit.data import load_table
 
     table = load_table(kermany_dir)
     plain = CXRDataset(table, indices=[0, 1], size=96, cache_dir=tmp_path)
@@ -92,9 +93,10 @@ def test_dataset_applies_the_lung_crop(kermany_dir: Path, tmp_path: Path, lung_m
 
 
 def test_predict_films_apply_the_cards_crop(kermany_dir: Path, lung_model) -> None:
-    from cxrkit.data import CXRDataset, load_table
-    from cxrkit.data.crop import FilmCrop
-    from cxrkit.infer.films import FilmFiles, FilmPrep
+    from cxrkit.classifier.dataset import CXRDataset
+    from cxrkit.classifier.films import FilmFiles, FilmPrep
+    from cxrkit.data import load_table
+    from cxrkit.segment.crop import FilmCrop
 
     table = load_table(kermany_dir)
     path = table.records[0].path

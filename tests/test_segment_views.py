@@ -82,7 +82,7 @@ def test_segment_writes_a_lateral_mask_when_the_model_lists_laterals(
 def test_crop_lungs_keeps_a_lateral_film_whole_with_a_warning(
     shared_data: Path, samples_dir: Path, monkeypatch, caplog
 ) -> None:
-    from cxrkit.data import crop
+    from cxrkit.segment import crop
 
     shipped = load_lung_model()
     frontal_only = dataclasses.replace(

@@ -15,7 +15,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cxrkit.infer.predict import predict  # noqa: E402
+from cxrkit.classifier.api import predict  # noqa: E402
 from cxrkit.serve import ServeSettings, create_app  # noqa: E402
 from serve_helpers import CLASSES, kermany_films, save_random_model  # noqa: E402
 

@@ -19,7 +19,7 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-import cxrkit.classifier as classifier_module  # noqa: E402
+import cxrkit.classifier.classifier as classifier_module  # noqa: E402
 import cxrkit.serve.app as app_module  # noqa: E402
 from bad_files import encode, hostile_window_dicom, noisy_film, rle_panic_dicom  # noqa: E402
 from cxrkit.io.pool import DecodePool  # noqa: E402

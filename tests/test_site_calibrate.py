@@ -85,7 +85,7 @@ def test_the_card_records_the_site_calibration(calibrated: dict) -> None:
 
 
 def test_card_calibration_reaches_predict(calibrated: dict) -> None:
-    from cxrkit.infer.predict import predict
+    from cxrkit.classifier.api import predict
 
     films = sorted((calibrated["site"] / "images").glob("*.png"))[:4]
     raw = predict(calibrated["src"], films, screen=False, num_workers=0)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from cxrkit.evaluate.drift import drift_summary
 from cxrkit.evaluate.proportions import wilson_interval
 from cxrkit.evaluate.transfer import transfer_warnings
-from cxrkit.infer.drift import drift_summary
 from cxrkit.models.model_file import read_card, read_extra_tensors
 from cxrkit.models.ood import OodScorer, fit_feature_reference, load_feature_reference
 

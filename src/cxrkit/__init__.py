@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 
 from cxrkit.errors import CxrkitError, DatasetError, ImageReadError, ModelFileError
 from cxrkit.lazy import lazy_exports
-
-__version__ = "0.1.0"
+from cxrkit.version import __version__
 
 # Public name -> submodule, imported on first use.
 _EXPORTS = {

@@ -58,9 +58,9 @@ def explain_cmd(
     import numpy as np
 
     from cxrkit.classifier import Classifier
+    from cxrkit.classifier.paths import require_films
     from cxrkit.errors import ImageReadError, ModelOutputError
     from cxrkit.explain import Box, draw_boxes, overlay_heatmap, save_png
-    from cxrkit.infer.paths import require_films
     from cxrkit.io import read_image
 
     clf = Classifier.load(model, device="cpu")  # heat maps on the input predict uses

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from cxrkit.classifier.runtimes import RUNTIMES, runtime_help
 from cxrkit.cli import dicom_flags
-from cxrkit.infer.runtimes import RUNTIMES, runtime_help
 from cxrkit.io.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def train_cmd(
     cfg = load_config(config, overrides, parse_overrides(set_ or []))
     _console_logging()
     if (nproc or 1) * nnodes > 1:  # start the processes, unless this is one of them
-        from cxrkit.train import distributed
+        from cxrkit.fit import distributed
 
         if distributed.launched_env() is None:
             raise typer.Exit(distributed.launch(sys.argv[1:], nproc or 1, nnodes, rdzv_endpoint))
@@ -198,7 +198,7 @@ def evaluate_cmd(
     runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "torch",
 ) -> None:
     """Evaluate a model on labelled films: metrics.json, plots and report.html."""
-    from cxrkit.infer.evaluate_model import evaluate_model
+    from cxrkit.evaluate.model import evaluate_model
 
     metrics = evaluate_model(
         model,
@@ -248,8 +248,8 @@ def predict_cmd(
 
     passive_openmp_waits()  # before torch loads
     from cxrkit.classifier import Classifier
+    from cxrkit.classifier.paths import require_films
     from cxrkit.errors import CxrkitError
-    from cxrkit.infer.paths import require_films
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
@@ -321,7 +321,7 @@ def _cell(value: object) -> str:
 
 def collect_drift(rows, card: ModelCard, folder: Path):
     """Pass rows through, then write the drift report of the whole batch into `folder`."""
-    from cxrkit.infer.drift import write_drift_report
+    from cxrkit.evaluate.drift import write_drift_report
 
     seen = []
     for r in rows:
@@ -333,7 +333,7 @@ def collect_drift(rows, card: ModelCard, folder: Path):
 
 def _print_external(out: Path) -> None:
     """Print the internal-vs-external rows and their warnings (when the run scored any)."""
-    from cxrkit.infer.external import TRANSFER_FILE
+    from cxrkit.evaluate.model import TRANSFER_FILE
 
     path = out / TRANSFER_FILE
     if not path.is_file():

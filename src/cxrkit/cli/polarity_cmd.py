@@ -38,7 +38,7 @@ def check_cmd(
     """One row per film: path,polarity,probability,view,p_lateral,not_cxr,error (positive or
     negative; frontal or lateral; not_cxr true when it may be no chest film; error when the
     film could not be read or judged, the other columns then empty)."""
-    from cxrkit.infer.paths import require_films
+    from cxrkit.classifier.paths import require_films
     from cxrkit.polarity import check_paths, load_polarity_model
 
     net = load_polarity_model(model)
@@ -151,7 +151,7 @@ def fix_cmd(
 def _files_and_names(args: list[str]) -> tuple[list[Path], list[str]]:
     """Films of each argument and their output names: a folder's films keep their layout
     inside it, a single file keeps its name; clashes get a numeric suffix."""
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.classifier.paths import expand_paths
 
     files, names, used = [], [], set()
     for arg in args:

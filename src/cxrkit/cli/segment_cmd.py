@@ -49,8 +49,8 @@ def run_cmd(
 
     A film of a view the lung model does not support (a lateral film, for a model whose card
     lists frontal only) is skipped with a one-line reason: no mask is written for it."""
+    from cxrkit.classifier.paths import require_films
     from cxrkit.errors import ImageReadError
-    from cxrkit.infer.paths import require_films
     from cxrkit.io import read_image
     from cxrkit.segment.infer import load_lung_model, segment_many
     from cxrkit.segment.overlay import save_mask_png, save_overlay_png

@@ -140,7 +140,7 @@ def export_cmd(
         import onnx  # noqa: F401
 
         from cxrkit.classifier import Classifier
-        from cxrkit.infer.onnx_runtime import torch_onnx_max_diff
+        from cxrkit.classifier.onnx_runtime import torch_onnx_max_diff
     except ImportError as exc:  # pragma: no cover - onnx missing
         raise CxrkitError(f"ONNX export needs: pip install 'cxrkit[serve]' ({exc})") from exc
     clf = Classifier.load(model, device="cpu")
@@ -165,8 +165,8 @@ def _export_int8(
     """`cxr export --format onnx-int8`: quantize, print the accuracy change it measured."""
     if calibration is None:
         raise CxrkitError("--format onnx-int8 needs --calibration (the model's training data)")
-    from cxrkit.infer.quantize import quantize_model
-    from cxrkit.infer.runtimes import check_runtime
+    from cxrkit.classifier.runtimes import check_runtime
+    from cxrkit.export.quantize import quantize_model
 
     check_runtime("onnx-int8")
     path, card = quantize_model(model, out, calibration, n_films=n_films, check=check_data)

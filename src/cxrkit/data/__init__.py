@@ -1,4 +1,8 @@
-"""Datasets: label tables, patient-level splits, decode cache, torch Dataset, augmentation."""
+"""Datasets: label tables, patient-level splits, decode cache, augmentation.
+
+The torch Dataset of a table's films (`CXRDataset`, with the card's crop and resize) is
+`cxrkit.classifier.dataset`: it applies the lung crop, which needs the lung model.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,6 @@ _EXPORTS = {
     "write_split_csv": "splits",
     "read_split_csv": "splits",
     "DecodeCache": "cache",
-    "CXRDataset": "dataset",
-    "collate_skip_bad": "dataset",
     "build_augmentation": "augment",
     "build_augmentation_from_dict": "augment",
     "class_weights": "balance",
@@ -33,8 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cxrkit.data.balance import balanced_sampler as balanced_sampler
     from cxrkit.data.balance import class_weights as class_weights
     from cxrkit.data.cache import DecodeCache as DecodeCache
-    from cxrkit.data.dataset import CXRDataset as CXRDataset
-    from cxrkit.data.dataset import collate_skip_bad as collate_skip_bad
     from cxrkit.data.splits import make_splits as make_splits
     from cxrkit.data.splits import read_split_csv as read_split_csv
     from cxrkit.data.splits import write_split_csv as write_split_csv

@@ -1,4 +1,9 @@
-"""On-disk cache of decoded, resized films, keyed by file content, size and resize mode."""
+"""On-disk cache of decoded, resized films, keyed by file content, size and resize mode.
+
+A crop applied before the resize (the lung crop, `cxrkit.segment.crop.FilmCrop`) is passed
+in as an object that names itself (`Crop`): this module never resolves crop names, so the
+data layer stays below the models that make crops.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from cxrkit.data.crop import FilmCrop, as_crop
 from cxrkit.errors import ImageReadError
 from cxrkit.io.atomic import atomic_write
+from cxrkit.io.meta import READER_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +38,22 @@ def file_sha256(path: str | Path) -> str:
 
 def reader_version() -> str:
     """Version tag of the image reader; a new reader version starts a fresh cache folder."""
-    import cxrkit
-    import cxrkit.io
+    return str(READER_VERSION)
 
-    return str(getattr(cxrkit.io, "READER_VERSION", cxrkit.__version__))
+
+class Crop(Protocol):
+    """A crop applied to a decoded film before its resize (e.g. `FilmCrop('lungs')`)."""
+
+    @property
+    def name(self) -> str | None:
+        """The crop's name; None: no crop."""
+
+    @property
+    def key(self) -> str:
+        """Cache-key part naming the crop and the model that makes it."""
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The cropped film."""
 
 
 def check_resize(size: int, resize_mode: str) -> None:
@@ -59,6 +77,7 @@ class DecodeCache:
     and `misses` count this instance's loads (per worker process when used in workers).
     `draft=True` lets JPEGs decode at a reduced scale (`read_image(draft=size)`, for small
     sizes such as the screening net's); its entries live apart (`-draft` in the folder).
+    `crop` (a `Crop` object such as `FilmCrop('lungs')`, or None) is applied before the resize.
     """
 
     def __init__(
@@ -66,7 +85,7 @@ class DecodeCache:
         cache_dir: str | Path,
         size: int,
         resize_mode: str = "squash",
-        crop: str | FilmCrop | None = None,
+        crop: Crop | None = None,
         *,
         draft: bool = False,
     ) -> None:
@@ -74,8 +93,13 @@ class DecodeCache:
         self.cache_dir = Path(cache_dir)
         self.size = int(size)
         self.resize_mode = resize_mode
-        self.crop = as_crop(crop)  # the crop callable carries its cache key
-        crop_part = f"-crop-{self.crop.key}" if self.crop.name else ""
+        if isinstance(crop, str):
+            raise TypeError(
+                f"crop must be a crop object, not the name {crop!r}: "
+                f"pass cxrkit.segment.crop.FilmCrop({crop!r})"
+            )
+        self.crop = crop  # the crop callable carries its cache key
+        crop_part = f"-crop-{crop.key}" if crop is not None and crop.name else ""
         crop_part += "-draft" if draft else ""
         self.draft = draft
         self.entry_dir = (
@@ -135,7 +159,8 @@ class DecodeCache:
         from cxrkit.io import read_image, resize_film
 
         image, _meta = read_image(path, draft=self.size if self.draft else None)
-        image = self.crop(image)
+        if self.crop is not None:
+            image = self.crop(image)
         film = np.asarray(resize_film(image, self.size, mode=self.resize_mode), dtype=np.float32)
         quantised = np.round(np.clip(film, 0.0, 1.0) * _SCALE).astype(np.uint16)
         try:

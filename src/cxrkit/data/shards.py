@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cxrkit.errors import CxrkitError, ImageReadError
@@ -271,6 +272,17 @@ def split_quota(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+def process_group() -> tuple[int, int]:
+    """(rank, world size) of the process group this process joined, (0, 1) outside one.
+
+    Read from `torch.distributed` itself (as webdataset does), not from
+    `cxrkit.fit.distributed`, which joins the group: the data layer comes before training.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class ShardStream(IterableDataset):
     """Decoded films streamed from shards, split over ranks and DataLoader workers.
 
@@ -296,14 +308,12 @@ class ShardStream(IterableDataset):
         super().__init__()
         if not urls:
             raise CxrkitError("no shards to read")
-        from cxrkit.train import distributed
-
-        ctx = distributed.current()
+        group_rank, group_size = process_group()
         self.urls = list(urls)
         self.decode, self.keep = decode, keep
         self.epoch_films, self.seed, self.shuffle_buffer = epoch_films, seed, shuffle_buffer
-        self.rank = ctx.rank if rank is None else rank
-        self.world_size = ctx.world_size if world_size is None else world_size
+        self.rank = group_rank if rank is None else rank
+        self.world_size = group_size if world_size is None else world_size
         self.epoch = 0
         if epoch_films is not None and epoch_films < self.world_size:
             raise CxrkitError(

@@ -9,7 +9,7 @@ from cxrkit.card import ModelCard
 
 def model_identity(card: ModelCard | None, model_path: str | Path | None) -> tuple[str, str]:
     """(name, version) of a model: the card's, else the run folder's name and cxrkit's version."""
-    from cxrkit import __version__
+    from cxrkit.version import __version__
 
     name, version = (card.name, card.version) if card is not None else (None, None)
     if not name and model_path is not None:

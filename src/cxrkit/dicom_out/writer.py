@@ -157,13 +157,19 @@ class DicomResultWriter:
             image, _ = read_image(path)
         except ImageReadError as exc:
             return {"path": str(path), "error": exc.reason}, None, None
-        if not self.overlay:
-            row, _ = self.classifier.assess(image, str(path))
-            return row, image, None
-        row, heatmap, _ = self.classifier.explain_row(
-            image, str(path), method=self.method, screen=True
-        )
+        row, heatmap = self.predict_image(image, str(path))
         return row, image, heatmap
+
+    def predict_image(
+        self, image: np.ndarray, name: str
+    ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """(row, heat map) of a film already decoded (e.g. in a `DecodePool`), from one
+        prediction forward pass; the heat map is None without an overlay or on an error."""
+        if not self.overlay:
+            row, _ = self.classifier.assess(image, name)
+            return row, None
+        row, heatmap, _ = self.classifier.explain_row(image, name, method=self.method, screen=True)
+        return row, heatmap
 
     def _stem(self, results: DicomResults) -> str:
         """The source's SOP Instance UID; `_2`, `_3`... when a run meets it again (copies)."""

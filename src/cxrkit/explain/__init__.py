@@ -1,7 +1,7 @@
 """Explain predictions: CAM heat maps, overlays, boxes from heat maps and their scores."""
 
 from cxrkit.explain.annotations import read_coco_boxes, read_nih_boxes
-from cxrkit.explain.api import explain
+from cxrkit.explain.api import explain_film
 from cxrkit.explain.boxes import (
     Box,
     best_iou,
@@ -23,7 +23,7 @@ __all__ = [
     "boxes_from_heatmap",
     "compute_cam",
     "draw_boxes",
-    "explain",
+    "explain_film",
     "overlay_heatmap",
     "pointing_game",
     "read_coco_boxes",

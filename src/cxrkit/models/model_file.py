@@ -47,7 +47,7 @@ def provenance() -> dict[str, Any]:
     import platform
     from datetime import datetime, timezone
 
-    from cxrkit import __version__
+    from cxrkit.version import __version__
 
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

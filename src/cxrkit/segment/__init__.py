@@ -12,8 +12,8 @@ _EXPORTS = {
     "segment_many": "infer",
     "load_lung_model": "infer",
     "LungModel": "infer",
-    "crop_to_lungs": "cxrkit.data.crop",
-    "lung_bbox": "cxrkit.data.crop",
+    "crop_to_lungs": "crop",
+    "lung_bbox": "crop",
     "heatmap_energy_in_mask": "metrics",
     "dice": "metrics",
     "iou": "metrics",
@@ -29,8 +29,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from cxrkit.data.crop import crop_to_lungs as crop_to_lungs
-    from cxrkit.data.crop import lung_bbox as lung_bbox
+    from cxrkit.segment.crop import crop_to_lungs as crop_to_lungs
+    from cxrkit.segment.crop import lung_bbox as lung_bbox
     from cxrkit.segment.ensemble import build_lung_ensemble as build_lung_ensemble
     from cxrkit.segment.evaluate import evaluate_lung_model as evaluate_lung_model
     from cxrkit.segment.infer import LungModel as LungModel

@@ -20,7 +20,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from cxrkit import __version__
 from cxrkit.io.pool import DecodePool
 from cxrkit.serve.batcher import MicroBatcher, QueueFull
 from cxrkit.serve.engine import FilmPredictor
@@ -32,6 +31,7 @@ from cxrkit.serve.limits import (
 )
 from cxrkit.serve.ratelimit import RateLimitMiddleware
 from cxrkit.serve.settings import ServeSettings
+from cxrkit.version import __version__
 
 log = logging.getLogger("cxrkit.serve")
 STATIC = Path(str(resources.files("cxrkit.serve") / "static"))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.classifier import Classifier
+from cxrkit.classifier.screen import Screening, screen_films, screen_input, training_views
 from cxrkit.errors import (
     CorruptImageError,
     DecoderCrashError,
@@ -29,7 +30,6 @@ from cxrkit.errors import (
     ImageReadError,
     UnsupportedFormatError,
 )
-from cxrkit.infer.screen import Screening, screen_films, screen_input, training_views
 from cxrkit.io import read_image_bytes
 from cxrkit.io.pool import DecodePool
 from cxrkit.serve.extras import Extras
@@ -121,7 +121,7 @@ class FilmPredictor:
         try:
             screened, error = screen_input(image), None
             if screened is None:
-                from cxrkit.infer.screen import screen_model
+                from cxrkit.classifier.screen import screen_model
 
                 error = screen_model()[1]
         except Exception as exc:  # an optional check must not fail the prediction

@@ -14,7 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from cxrkit.classifier import Classifier
-    from cxrkit.infer.screen import Screening
+    from cxrkit.classifier.screen import Screening
 
 log = logging.getLogger("cxrkit.serve")
 _DIRS = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^/\\\s:()'\"]+)+[/\\]")
@@ -29,7 +29,7 @@ class Extras:
     """What the optional modules can add to an answer; each degrades to None plus a reason."""
 
     def __init__(self) -> None:
-        from cxrkit.infer.screen import screen_model
+        from cxrkit.classifier.screen import screen_model
 
         reason = screen_model()[1]
         self.screen_reason = None if reason is None else public_reason(reason)
@@ -90,7 +90,7 @@ class Extras:
 
 def _explain_missing() -> str | None:
     try:
-        from cxrkit.explain import explain  # noqa: F401
+        from cxrkit.explain import explain_film  # noqa: F401
     except ImportError as exc:
         return f"CAM module not installed ({exc})"
     return None

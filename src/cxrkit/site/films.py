@@ -56,7 +56,7 @@ def labelled_site(data: str | Path, card: ModelCard | dict[str, Any]) -> SiteSet
 
 def unlabelled_site(data: str | Path) -> SiteSet:
     """Films of a folder (recursively) or of a labels.csv's `path` column; labels are ignored."""
-    from cxrkit.infer.paths import expand_paths
+    from cxrkit.classifier.paths import expand_paths
 
     src = Path(data).expanduser()
     if not src.exists():
@@ -91,7 +91,7 @@ def film_loader(
     num_workers: int = 0,
 ) -> DataLoader:
     """Batches of films read, cropped and resized exactly as `cxr predict` does."""
-    from cxrkit.infer.films import FilmFiles, FilmPrep, collate_films
+    from cxrkit.classifier.films import FilmFiles, FilmPrep, collate_films
 
     return DataLoader(
         FilmFiles(paths, FilmPrep.from_card(ModelCard.from_dict(card))),

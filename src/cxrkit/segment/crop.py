@@ -2,9 +2,10 @@
 
 `crop: lungs` in a config or card crops to the lung box found by the shipped lung U-Net.
 `FilmCrop(name)` is that crop as one callable carrying its decode-cache key (`.key`) and
-its box in the film (`.box`), so datasets, caches, `Classifier.prepare` and the heat-map
-placement all use the same crop. The lung model lives in `cxrkit.segment`, later in the
-package flow, so it is imported lazily, only when a lung crop is asked for.
+its box in the film (`.box`), so datasets (`CXRDataset`), decode caches (`DecodeCache`
+takes the crop object), `Classifier.prepare` and the heat-map placement all use the same
+crop. The crop geometry (`lung_bbox`, `crop_to_lungs`) is plain numpy; the lung and
+screening models are loaded on first use, only when a lung crop is asked for.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""A torch Dataset of films from a LabelTable; unreadable files are skipped, not fatal."""
+"""A torch Dataset of a LabelTable's films for training and evaluation: read, cropped (the
+card's `crop`, e.g. the lung crop) and resized as `Classifier.prepare` does; unreadable files
+are skipped, not fatal."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from cxrkit.data.cache import DecodeCache, check_resize
-from cxrkit.data.crop import FilmCrop, as_crop
 from cxrkit.data.table import LabelTable
 from cxrkit.errors import ImageReadError
+from cxrkit.segment.crop import FilmCrop, as_crop
 
 logger = logging.getLogger(__name__)
 

@@ -27,23 +27,23 @@ import numpy as np
 import torch
 
 from cxrkit.card import ModelCard
-from cxrkit.errors import ModelFileError, ModelOutputError
-from cxrkit.infer.films import FilmPrep
-from cxrkit.infer.runtimes import RUNTIMES, check_runtime, get_runtime
-from cxrkit.infer.screen import (
+from cxrkit.classifier.films import FilmPrep
+from cxrkit.classifier.runtimes import RUNTIMES, check_runtime, get_runtime
+from cxrkit.classifier.screen import (
     Screening,
     screen_films,
     screen_image,
     screen_model,
     training_views,
 )
+from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.io.film import as_film
 from cxrkit.models.inference import logits_to_probs, resolve_device
 from cxrkit.models.ood import OOD_WARNING, FeatureReference, ScoredClassifier, ood_fields
 
 if TYPE_CHECKING:
-    from cxrkit.infer.onnx_runtime import OnnxModel
-    from cxrkit.infer.runtimes import OpenVinoModel
+    from cxrkit.classifier.onnx_runtime import OnnxModel
+    from cxrkit.classifier.runtimes import OpenVinoModel
 
 __all__ = ["INT8_FILE", "RUNTIMES", "Classifier", "FilmInput"]
 #: The int8 graph `cxr export --format onnx-int8` writes beside a run's model file.
@@ -135,7 +135,7 @@ class Classifier:
         reference = load_feature_reference(p)
         if runtime == "torch":
             return cls(net, card, reference=reference, device=device, path=p)
-        from cxrkit.infer.onnx_export import export_model_onnx
+        from cxrkit.classifier.onnx_export import export_model_onnx
 
         scored = net if reference is None else ScoredClassifier(net, reference)
         with tempfile.TemporaryDirectory(dir=workdir, prefix="cxrkit-onnx-") as tmp:
@@ -154,7 +154,7 @@ class Classifier:
         if not int8.is_file():
             raise ModelFileError(
                 f"{int8}: no int8 model; make it with "
-                f"`cxrkit.infer.quantize.quantize_model({str(p)!r}, {str(int8)!r}, "
+                f"`cxrkit.export.quantize.quantize_model({str(p)!r}, {str(int8)!r}, "
                 "calibration=TRAINING_DATA)`"
             )
         graph = _open_graph(int8, "onnx", threads)
@@ -291,7 +291,7 @@ class Classifier:
         if isinstance(films, (str, os.PathLike, np.ndarray)):
             films = [films]
         if all(isinstance(f, (str, os.PathLike)) for f in films):
-            from cxrkit.infer.paths import expand_paths
+            from cxrkit.classifier.paths import expand_paths
 
             films = expand_paths(films)  # type: ignore[arg-type]
             workers = 2 if num_workers is None else num_workers
@@ -319,7 +319,7 @@ class Classifier:
         """
         from torch.utils.data import DataLoader
 
-        from cxrkit.infer.films import FilmFiles, collate_films, film_name
+        from cxrkit.classifier.films import FilmFiles, collate_films, film_name
 
         draft = self.preparation.draft_side if jpeg_draft else None
         dataset = FilmFiles(films, self.prepare, screen=screen, draft=draft)
@@ -435,7 +435,7 @@ class Classifier:
 
     def export_onnx(self, out: str | Path, *, opset: int = 17) -> tuple[Path, ModelCard]:
         """Write the network (and its OOD scorer) as ONNX to `out`; (path, card written)."""
-        from cxrkit.infer.onnx_export import export_model_onnx
+        from cxrkit.classifier.onnx_export import export_model_onnx
 
         if self.net is None:
             raise ModelFileError("export needs the torch model file (.safetensors)")
