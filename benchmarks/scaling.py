@@ -38,15 +38,15 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from cxrkit.data.table import load_table
+    from cxrkit.fit import distributed
+    from cxrkit.fit.precision import resolve_precision
     from cxrkit.models import create_model
     from cxrkit.models.inference import prepare_for_device
-    from cxrkit.train import distributed
     from cxrkit.train.config import TrainConfig
     from cxrkit.train.features import extract_features
     from cxrkit.train.finetune import make_film_batches
     from cxrkit.train.loop import _train_one_epoch
     from cxrkit.train.optim import build_optimizer
-    from cxrkit.train.precision import resolve_precision
 
     ctx, device = distributed.setup(args.device)
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def warm_cache(data: Path, films: int, size: int, cache: Path) -> None:
     """Decode the films once so no configuration pays for PNG decoding."""
     import numpy as np
 
-    from cxrkit.data.dataset import CXRDataset
+    from cxrkit.classifier.dataset import CXRDataset
     from cxrkit.data.table import load_table
 
     table = load_table(data)

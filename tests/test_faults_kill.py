@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
+from cxrkit.fit.checkpoint import load_checkpoint
 from cxrkit.io.atomic import glob_escape, temp_files
 from cxrkit.models.model_file import load_model_file, read_card
-from cxrkit.train.checkpoint import load_checkpoint
 from site_helpers import run_cxr, sha256, tiny_model_file
 
 HARNESS = Path(__file__).with_name("fault_harness.py")

@@ -15,10 +15,10 @@ import torch
 
 from cxrkit.data.cache import DecodeCache
 from cxrkit.errors import CxrkitError, DiskFullError, ModelFileError
+from cxrkit.fit.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.io import atomic
 from cxrkit.io.atomic import atomic_write, atomic_write_text, temp_files
 from cxrkit.models.model_file import load_model_file
-from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.train.features import _load_codes
 from site_helpers import assert_one_line_error, run_cxr, sha256, tiny_model_file
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from cxrkit.errors import CxrkitError
+from cxrkit.fit.engine import weight_average
 from cxrkit.segment.losses import LOSSES, border_band, edge_weighted, make_loss
 from cxrkit.segment.model import LungNet
-from cxrkit.segment.train import SegTrainConfig, _weight_average
+from cxrkit.segment.train import SegTrainConfig
 
 
 def _square(size: int = 32, lo: int = 8, hi: int = 24) -> torch.Tensor:
@@ -55,8 +56,8 @@ def test_unknown_loss_and_bad_decay_are_refused() -> None:
 def test_weight_average_trails_the_trained_net() -> None:
     torch.manual_seed(0)
     net = LungNet(decoder_channels=(16, 8, 8, 8, 8))
-    assert _weight_average(net, None) is None
-    ema = _weight_average(net, 0.5)
+    assert weight_average(net, None) is None
+    ema = weight_average(net, 0.5)
     ema.update_parameters(net)  # the first update copies the weights
     start = next(ema.module.parameters()).detach().clone()
     with torch.no_grad():

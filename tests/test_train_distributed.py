@@ -23,12 +23,12 @@ from torch import nn
 
 from cxrkit.cli.app import main
 from cxrkit.errors import CxrkitError
+from cxrkit.fit import distributed
+from cxrkit.fit.checkpoint import load_checkpoint
+from cxrkit.fit.distributed import DistContext
+from cxrkit.fit.precision import resolve_precision
 from cxrkit.models.model_file import read_card
-from cxrkit.train import distributed
-from cxrkit.train.checkpoint import load_checkpoint
-from cxrkit.train.distributed import DistContext
 from cxrkit.train.loop import _train_one_epoch
-from cxrkit.train.precision import resolve_precision
 from train_helpers import tiny_train_args
 
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}

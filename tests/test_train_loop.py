@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import load_table
 from cxrkit.errors import CxrkitError
+from cxrkit.fit.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.models import create_model
-from cxrkit.train.checkpoint import load_checkpoint, save_checkpoint
 from cxrkit.train.config import load_config
 from cxrkit.train.features import FeatureBatches
 from cxrkit.train.finetune import freeze_all_but_last

@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 
 from cxrkit.cli.app import main
-from cxrkit.train.checkpoint import load_checkpoint
+from cxrkit.fit.checkpoint import load_checkpoint
 from train_helpers import tiny_train_args
 
 EPOCHS = 3

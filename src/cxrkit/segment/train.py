@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,11 @@ import torch
 from cxrkit.card import ModelCard
 from cxrkit.data.identity import data_record, portable_paths
 from cxrkit.errors import CxrkitError
+from cxrkit.fit.checkpoint import RunCheckpoints, refuse_fresh_start
+from cxrkit.fit.engine import Plan, Recipe, Validation, fit
+from cxrkit.fit.schedule import Schedule
 from cxrkit.io import resize_film
-from cxrkit.io.atomic import atomic_write_text, remove_temps
+from cxrkit.io.atomic import atomic_write_text
 from cxrkit.models.model_file import provenance
 from cxrkit.segment.augment import SegAugment
 from cxrkit.segment.evaluate import (
@@ -47,14 +49,7 @@ from cxrkit.segment.model import (
     load_encoder_weights,
     save_lung_model,
 )
-from cxrkit.segment.resume import (
-    STATE_NAME,
-    RunState,
-    clear_state,
-    load_state,
-    save_state,
-    state_path,
-)
+from cxrkit.segment.resume import STATE_NAME, clear_state, learning_options, state_path
 from cxrkit.segment.sets import (
     MaskFilm,
     fraction_splits,
@@ -177,12 +172,9 @@ def train_lung_model(
         raise CxrkitError(f"train views must be some of {VIEWS}, got {list(cfg.train_views)}")
     all_films = load_mask_sets(sources)
     resuming = resume and state_path(out).is_file()
-    if not resume and state_path(out).is_file():  # never throw a killed run's epochs away
-        raise CxrkitError(
-            f"{out} holds an unfinished run ({STATE_NAME}): pass resume=True to continue it, "
-            f"or delete {state_path(out)} (or choose another output folder) to start afresh"
-        )
-    remove_temps(state_path(out))  # a state write cut short by a kill
+    refuse_fresh_start(out, resume)  # never throw a killed run's epochs away
+    if resume and not resuming:
+        log.info("no %s in %s: starting from epoch 1", STATE_NAME, out)
     splits = read_set_split(out / "split.csv", all_films) if resuming else _split(all_films, cfg)
     if any(len(splits[k]) == 0 for k in ("train", "val")):
         raise CxrkitError(f"too few films to split ({ {k: len(v) for k, v in splits.items()} })")
@@ -228,93 +220,23 @@ def train_lung_model(
         ],
         weight_decay=cfg.weight_decay,
     )
-    base_lrs = [g["lr"] for g in opt.param_groups]
     augment = SegAugment(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()}
     )
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    ema = _weight_average(net, cfg.ema_decay)
-    scored = ema.module if ema is not None else net  # the weights validated and kept
-    probe = LungModel(scored, lung_card(cfg, {}), out / MODEL_NAME)
-    loss_fn = make_loss(cfg.loss)
-
-    t_loop = time.time()
-    history: list[dict[str, Any]] = []
-    best = (-1.0, 0, copy.deepcopy(scored.state_dict()))
-    step, start, resumed_after = 0, 1, None
-    parts = {"net": net, "optimizer": opt, "ema": ema}
-    if resuming:
-        done = load_state(out, cfg.to_dict(), parts, gen)
-        history, step, t_loop = done.history, done.step, time.time() - done.elapsed
-        best = (done.best_dice, done.best_epoch, done.best_weights)
-        start = cfg.epochs + 1 if done.stopped else done.epoch + 1
-        resumed_after = done.epoch
-        log.info("resumed after epoch %d (best so far: epoch %d)", done.epoch, done.best_epoch)
-    elif resume:
-        log.info("no %s in %s: starting from epoch 1", STATE_NAME, out)
-    for epoch in range(start, cfg.epochs + 1):
-        t_epoch = time.time()
-        net.train()
-        if draw is None:
-            order = torch.randperm(len(x_train), generator=gen)
-        else:  # as many examples of each set per epoch, films drawn with replacement
-            order = torch.multinomial(draw, len(x_train), replacement=True, generator=gen)
-        losses = []
-        for s in range(0, len(order), cfg.batch_size):
-            sel = order[s : s + cfg.batch_size]
-            xb, yb = augment(x_train[sel].clone(), y_train[sel].clone(), gen)
-            scale = min(1.0, (step + 1) / max(1, warmup))
-            scale *= 0.5 * (1 + math.cos(math.pi * _progress(step, total_steps, t_loop, cfg)))
-            for group, lr in zip(opt.param_groups, base_lrs, strict=True):
-                group["lr"] = lr * scale
-            logits = net(xb.contiguous(memory_format=torch.channels_last))
-            loss = loss_fn(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if ema is not None:
-                ema.update_parameters(net)
-            step += 1
-        net.eval()
-        val_probs = predict_probs(probe, [film for film, _ in val_used])
-        val_scores = [
-            dice(probs_to_mask(probe, p), truth)
-            for p, (_, truth) in zip(val_probs, val_used, strict=True)
-        ]
-        val_dice = val_score(val_scores, val_sets, cfg.balance_sets)
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "val_dice": val_dice,
-                "val_dice_min": float(min(val_scores)),
-                "seconds": round(time.time() - t_epoch, 1),
-            }
-        )
-        log.info(
-            "epoch %d loss %.4f val Dice %.4f (min %.4f) %.0fs",
-            epoch,
-            history[-1]["loss"],
-            val_dice,
-            history[-1]["val_dice_min"],
-            history[-1]["seconds"],
-        )
-        if val_dice > best[0]:
-            best = (val_dice, epoch, copy.deepcopy(scored.state_dict()))
-        early = epoch - best[1] >= cfg.patience
-        budget = epoch < cfg.epochs and _progress(step, total_steps, t_loop, cfg) >= 1.0
-        state = RunState(epoch, step, time.time() - t_loop, *best, history, early or budget)
-        save_state(out, state, cfg.to_dict(), parts, gen)
-        if early:
-            log.info("early stop: no val Dice gain for %d epochs", cfg.patience)
-            break
-        if budget:
-            log.info("time budget of %.1f min reached", cfg.max_minutes)
-            break
-    net.load_state_dict(best[2])
+    val = (val_used, val_sets)
+    recipe = _LungRecipe(net, (x_train, y_train), draw, augment, gen, cfg, val, out)
+    plan = Plan(
+        rounds=cfg.epochs,
+        schedule=Schedule("cosine", warmup=min(1.0, cfg.warmup_epochs / cfg.epochs)),
+        total_steps=cfg.epochs * steps_per_epoch,
+        max_seconds=60.0 * cfg.max_minutes if cfg.max_minutes else None,
+        patience=cfg.patience,
+        ema_decay=cfg.ema_decay,
+    )
+    checkpoints = RunCheckpoints(out, learning_options(cfg.to_dict()))
+    fitted = fit(recipe, opt, plan, checkpoints=checkpoints, resume=resuming)
+    history = fitted.history
     net = net.to(memory_format=torch.contiguous_format).eval()
     train_seconds = time.time() - t0
 
@@ -329,10 +251,10 @@ def train_lung_model(
             "n_val": len(splits["val"]),
             "n_test": len(splits["test"]),
             "epochs_run": len(history),
-            "best_epoch": best[1],
-            "best_val_dice_during_training": round(best[0], 5),
+            "best_epoch": fitted.best_epoch,
+            "best_val_dice_during_training": round(fitted.best_score, 5),
             "wall_seconds": round(train_seconds, 1),  # of this process (after a resume)
-            "resumed_after_epoch": resumed_after,
+            "resumed_after_epoch": fitted.resumed_after,
             "inference_choices_on_val": candidates,
         }
     )
@@ -396,22 +318,65 @@ def _load_init(net: LungNet, path: str) -> None:
     net.load_state_dict(start.state_dict())
 
 
-def _weight_average(net: LungNet, decay: float | None):
-    """An EMA copy of `net` (weights and BatchNorm statistics), or None without a decay."""
-    if decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+class _LungRecipe(Recipe):
+    """Augmented batches of the resized training films (each set weighed alike with
+    `balance_sets`), the configured loss, and validation Dice (`val_score`)."""
 
-    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    loss_key = "loss"
+    score_name = "val Dice"
 
+    def __init__(
+        self,
+        net: LungNet,
+        train: tuple[torch.Tensor, torch.Tensor],
+        draw: torch.Tensor | None,
+        augment: SegAugment,
+        gen: torch.Generator,
+        cfg: SegTrainConfig,
+        val: tuple[list[tuple[np.ndarray, np.ndarray]], list[str]],
+        out: Path,
+    ) -> None:
+        self.module, (self.x, self.y), self.draw = net, train, draw
+        self.augment, self.gen, self.cfg = augment, gen, cfg
+        self.val_pairs, self.val_sets, self.out = *val, out
+        self.loss_fn = make_loss(cfg.loss)
 
-def _progress(step: int, total_steps: int, t_loop: float, cfg: SegTrainConfig) -> float:
-    """Share of the run done, in [0, 1]: steps over the planned steps, or the time spent
-    training over the budget (`max_minutes`), whichever is further along."""
-    done = step / max(1, total_steps)
-    if cfg.max_minutes:
-        done = max(done, (time.time() - t_loop) / (60.0 * cfg.max_minutes))
-    return min(1.0, done)
+    def train_batches(self, round_: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch: a permutation, or (balanced sets) films drawn with replacement."""
+        n, bs = len(self.x), self.cfg.batch_size
+        if self.draw is None:
+            order = torch.randperm(n, generator=self.gen)
+        else:  # as many examples of each set per epoch
+            order = torch.multinomial(self.draw, n, replacement=True, generator=self.gen)
+        for s in range(0, len(order), bs):
+            sel = order[s : s + bs]
+            yield self.augment(self.x[sel].clone(), self.y[sel].clone(), self.gen)
+
+    def loss(self, module: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
+        """The configured segmentation loss on the logits."""
+        xb, yb = batch
+        return self.loss_fn(module(xb.contiguous(memory_format=torch.channels_last)), yb)
+
+    def validate(self, module: torch.nn.Module) -> Validation:
+        """Mean validation Dice of `module` (the weight average when one is kept)."""
+        probe = LungModel(module, lung_card(self.cfg, {}), self.out / MODEL_NAME)
+        probs = predict_probs(probe, [film for film, _ in self.val_pairs])
+        scores = [
+            dice(probs_to_mask(probe, p), truth)
+            for p, (_, truth) in zip(probs, self.val_pairs, strict=True)
+        ]
+        mean = val_score(scores, self.val_sets, self.cfg.balance_sets)
+        worst = float(min(scores))
+        text = f"val Dice {mean:.4f} (min {worst:.4f})"
+        return Validation(mean, {"val_dice": mean, "val_dice_min": worst}, text)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator of the epoch orders and augmentations."""
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator."""
+        self.gen.set_state(state["generator"])
 
 
 def _hash_split(cfg: SegTrainConfig) -> bool:

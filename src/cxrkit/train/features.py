@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit.data.crop import crop_key
-from cxrkit.data.dataset import CXRDataset, collate_skip_bad
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
+from cxrkit.fit import distributed
 from cxrkit.io.atomic import atomic_write
 from cxrkit.models.inference import predict_loader
-from cxrkit.train import distributed
+from cxrkit.segment.crop import crop_key
 
 log = logging.getLogger("cxrkit.train")
 
@@ -144,7 +144,7 @@ class FeatureBatches:
     """Shuffled mini-batches over cached features, seeded by epoch so a resume replays them.
 
     `batch_size` is the global batch. In a distributed run each rank yields its share of
-    every batch (`cxrkit.train.distributed.rank_share`): the training order is padded so
+    every batch (`cxrkit.fit.distributed.rank_share`): the training order is padded so
     the ranks take equal steps, an unshuffled (evaluation) order is split exactly. With
     `accumulate` K, each global batch comes as K micro-batches.
     """

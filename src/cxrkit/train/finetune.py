@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.balance import balanced_sampler
-from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.table import LabelTable
-from cxrkit.train import distributed
+from cxrkit.fit import distributed
 from cxrkit.train.config import TrainConfig
 
 
@@ -52,7 +52,7 @@ def make_film_batches(
     """A function epoch -> DataLoader over films; the shuffle is seeded by epoch (resumable).
 
     `cfg.batch_size` is the global batch. Every rank draws the same epoch order and takes
-    its share (`cxrkit.train.distributed.rank_share`; padded for training so ranks take
+    its share (`cxrkit.fit.distributed.rank_share`; padded for training so ranks take
     equal steps, exact for evaluation) in micro-batches of
     `batch_size / (world_size * accumulate)`. Rank 0's order and loader seed are those of
     a one-process run; other ranks' workers get their own augmentation seeds.

@@ -1,4 +1,4 @@
-"""Optimizer, LR schedule and loss built from a TrainConfig."""
+"""Optimizer and loss built from a TrainConfig (the schedule: `cxrkit.fit.schedule`)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,6 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    """Per-epoch cosine or step decay; None for a constant rate."""
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return None
 
 
 class MaskedBCEWithLogitsLoss(nn.BCEWithLogitsLoss):

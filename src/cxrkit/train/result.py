@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxrkit import Classifier
+    from cxrkit.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,6 @@ class TrainResult:
     @functools.cached_property
     def model(self) -> Classifier:
         """The trained model as a `Classifier`, loaded from `model_path` on first use."""
-        from cxrkit import Classifier
+        from cxrkit.classifier import Classifier
 
         return Classifier.load(self.model_path)

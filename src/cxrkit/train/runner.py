@@ -14,23 +14,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.augment import build_augmentation_from_dict
 from cxrkit.data.balance import class_weights, sample_weights
 from cxrkit.data.cache import file_sha256
-from cxrkit.data.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.identity import dataset_name, portable_paths
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
 from cxrkit.errors import CxrkitError
 from cxrkit.evaluate import choose_thresholds, evaluate_predictions
 from cxrkit.evaluate.transfer import headline
+from cxrkit.fit import distributed
+from cxrkit.fit.checkpoint import refuse_fresh_start
 from cxrkit.io.atomic import atomic_write_text
 from cxrkit.logfile import attach_log_file
 from cxrkit.models import create_model, get_spec
 from cxrkit.models.inference import predict_loader, prepare_for_device
 from cxrkit.models.model_file import provenance, save_model_file
 from cxrkit.models.ood import fit_feature_reference
-from cxrkit.train import distributed
 from cxrkit.train.config import TrainConfig
 from cxrkit.train.features import FeatureBatches, extract_features, single_cpu_thread
 from cxrkit.train.finetune import freeze_all_but_last, make_film_batches
@@ -63,7 +64,7 @@ def train(
 
     Returns a `TrainResult`: the test-split `metrics`, the `run_dir` and the trained
     `model` (a `Classifier`, loaded from `model.safetensors` on first use). Inside a
-    torchrun / srun launch (`cxrkit.train.distributed`) all ranks train, rank 0 writes
+    torchrun / srun launch (`cxrkit.fit.distributed`) all ranks train, rank 0 writes
     the run and returns its result, the other ranks return None.
 
     Writes `model.safetensors`, `split.csv`, `train.log`, `config.yaml`, `history.json`,
@@ -73,12 +74,8 @@ def train(
     and its headline is kept in the model card (`metrics.external`).
     """
     out = Path(out_dir)
-    unfinished = out / "checkpoints" / "last.pt"
-    if not resume and unfinished.is_file() and not (out / MODEL_NAME).is_file():
-        raise CxrkitError(  # a fresh start would delete the killed run's epochs
-            f"{out} holds an unfinished run ({unfinished}): pass resume=True to continue it, "
-            "or delete its checkpoints folder (or choose another output folder) to start afresh"
-        )
+    # a fresh start would delete the killed run's epochs (a finished run may be redone)
+    refuse_fresh_start(out / "checkpoints", resume, finished=(out / MODEL_NAME).is_file())
     out.mkdir(parents=True, exist_ok=True)
     ctx, device = distributed.setup(cfg.device)  # joins a torchrun / srun launch, if any
     if ctx.is_main:  # rank 0 alone writes the run's files; other ranks return None
@@ -133,6 +130,12 @@ def train(
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     augment = build_augmentation_from_dict(cfg.augment) if cfg.augment is not None else None
 
+    def run_fit(module, train_batches, val_batches):  # the mode gives module and batches
+        return fit(
+            module, train_batches, val_batches, loss_fn, task, cfg, out / "checkpoints",
+            device, resume, show_progress,
+        )  # fmt: skip
+
     if cfg.mode == "features":
         feats = _all_features(model, table, splits, cfg, size, cache_root, device, augment)
         reference_codes = (feats["train"][0][: len(splits["train"])], feats["val"][0])
@@ -141,7 +144,7 @@ def train(
             feats[name] = (x[ok], y[ok])
         sample_w = sample_weights(feats["train"][1]) if cfg.balance == "sampler" else None
         with single_cpu_thread(device):  # a small head: extra threads only spin-wait
-            result = fit(
+            result = run_fit(
                 model.head,
                 FeatureBatches(
                     *feats["train"],
@@ -151,13 +154,6 @@ def train(
                     accumulate=cfg.accumulate,
                 ),
                 lambda: FeatureBatches(*feats["val"], 512, cfg.seed, shuffle=False)(),
-                loss_fn,
-                task,
-                cfg,
-                out / "checkpoints",
-                device,
-                resume,
-                show_progress,
             )
         if not ctx.is_main:
             return None
@@ -183,18 +179,7 @@ def train(
         val_batches = make_film_batches(
             table, splits["val"], size, cfg, cache_root, None, shuffle=False
         )
-        result = fit(
-            model,
-            train_batches,
-            lambda: val_batches(0),
-            loss_fn,
-            task,
-            cfg,
-            out / "checkpoints",
-            device,
-            resume,
-            show_progress,
-        )
+        result = run_fit(model, train_batches, lambda: val_batches(0))
         if not ctx.is_main:
             return None
         val_probs, val_idx = _film_probs(
@@ -259,7 +244,7 @@ def train(
 
 def _score_external(out: Path, metrics: dict, external: Sequence[str | Path], cfg) -> dict:
     """Score the saved model on each external set; the run's report shows them side by side."""
-    from cxrkit.infer.external import external_headlines, score_external  # after `train`
+    from cxrkit.evaluate.model import external_headlines, score_external
 
     rows = score_external(
         out / MODEL_NAME,
@@ -464,7 +449,7 @@ def _model_card(cfg, table, spec, size, task, thresholds, splits, result, second
 
 def model_identity(cfg: TrainConfig, out: Path) -> dict[str, str]:
     """The card's `name` and `version`: set in the config, else the run folder and cxrkit's."""
-    from cxrkit import __version__
+    from cxrkit.version import __version__
 
     name = cfg.model_name or out.resolve().name
     return {"name": name, "version": cfg.model_version or __version__}

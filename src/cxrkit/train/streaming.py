@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit.data.dataset import collate_skip_bad
+from cxrkit.classifier.dataset import collate_skip_bad
 from cxrkit.data.shards import (
     FilmDecoder,
     LabelTarget,
@@ -26,7 +26,7 @@ from cxrkit.data.shards import (
     films_in_shards,
 )
 from cxrkit.errors import CxrkitError
-from cxrkit.train import distributed
+from cxrkit.fit import distributed
 from cxrkit.train.config import TrainConfig
 
 log = logging.getLogger("cxrkit.train")
