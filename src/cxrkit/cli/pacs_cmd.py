@@ -45,31 +45,68 @@ def run_cmd(
         typer.Option(help="SQLite file of processed films (default: one per URL in ~/.cache)"),
     ] = None,
     retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="try films that failed before again")
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="try failed and quarantined films again, their tries reset (first pass only)",
+        ),
     ] = False,
+    max_tries: Annotated[
+        int,
+        typer.Option(
+            min=1, help="tries of a film (across runs) before it is quarantined and skipped"
+        ),
+    ] = 3,
+    allow_insecure: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure",
+            help="send CXR_PACS_TOKEN over plain http:// to another host (else refused)",
+        ),
+    ] = False,
+    decode_timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds one film's decode may take (then killed)")
+    ] = 20.0,
+    decode_memory: Annotated[
+        int, typer.Option(min=64, help="memory cap of the decode process, MB")
+    ] = 2048,
     uid_root: Annotated[str | None, typer.Option(help=dicom_flags.UID_ROOT_HELP)] = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="films fetched and predicted together")
-    ] = 8,
+        int | None,
+        typer.Option(hidden=True, help="ignored (films are processed one at a time)"),
+    ] = None,
 ) -> None:
     """Query new films (QIDO-RS), fetch them (WADO-RS), predict, store SR + overlay (STOW-RS).
 
     Authentication from the environment: CXR_PACS_TOKEN (bearer), or CXR_PACS_USER and
-    CXR_PACS_PASSWORD (basic). Research use only: the results are not a medical device's.
+    CXR_PACS_PASSWORD (basic); refused over plain http:// to another host unless
+    --allow-insecure. Films are decoded in a separate, killable process. Research use
+    only: the results are not a medical device's.
     """
     from cxrkit.cli.threads import passive_openmp_waits
 
     passive_openmp_waits()  # before torch loads
     from cxrkit.errors import CxrkitError
     from cxrkit.pacs import ProcessedStore, connect, parse_modalities, parse_since, run_once
+    from cxrkit.pacs import run as pacs_run
+    from cxrkit.pacs.client import PacsClient, cleartext_credentials
 
     if watch is not None and watch <= 0:
         raise CxrkitError(f"--watch {watch}: give a number of seconds > 0")
-    if batch_size < 1:
-        raise CxrkitError(f"--batch-size {batch_size}: give at least 1")
     since_date, modalities = parse_since(since), parse_modalities(modality)
-    client = connect(url)
+    client = connect(url, allow_insecure=allow_insecure)
+    cleartext = cleartext_credentials(url)
+    if cleartext:
+        console.print(
+            f"[yellow]warning:[/] {cleartext} goes over plain http:// to another host, "
+            "readable on the way: use https://"
+        )
     dicom_flags.make_writer(None, uid_root, check_only=True)  # bad flags fail first
+
+    def log(line: str) -> None:
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+    pacs = PacsClient(client, log=log)
 
     @functools.cache
     def get_writer():  # the model loads on the first new film (torch import: seconds)
@@ -81,20 +118,24 @@ def run_cmd(
 
     store = ProcessedStore(state or default_state(url))
     console.print(f"state {store.path}", highlight=False)
+    pool = pacs_run.make_pool(timeout_s=decode_timeout, memory_mb=decode_memory)
+    reset = retry_failed  # once: a watch loop must not reset a poison film's tries each pass
     try:
         while True:
             try:
                 summary = run_once(
-                    client,
+                    pacs,
                     get_writer,
                     store,
                     modalities=modalities,
                     since=since_date,
                     dry_run=dry_run,
-                    retry_failed=retry_failed,
-                    batch_size=batch_size,
-                    log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True),
+                    retry_failed=reset,
+                    max_tries=max_tries,
+                    pool=pool,
+                    log=log,
                 )
+                reset = False
                 _print_summary(summary, dry_run)
             except CxrkitError as exc:
                 if watch is None:
@@ -106,15 +147,27 @@ def run_cmd(
     except KeyboardInterrupt:
         console.print("stopped", highlight=False)
     finally:
+        pool.close()
         store.close()
 
 
 def _print_summary(summary, dry_run: bool) -> None:
     verb = "would process" if dry_run else "processed"
+    again = f", {summary.retried} to try again" if summary.retried else ""
+    todo = summary.new + summary.retried
+    extra = "".join(
+        f", {label} {n}"
+        for label, n in (
+            ("quarantined", len(summary.quarantined)),
+            ("already stored", summary.already_stored),
+            ("HTTP retries", summary.retries),
+        )
+        if n
+    )
     console.print(
         f"{summary.found} {'film' if summary.found == 1 else 'films'} found, "
-        f"{summary.new} new; {verb} {summary.done if not dry_run else summary.new}, "
-        f"failed {len(summary.failed)}, stored {summary.stored} object(s) "
+        f"{summary.new} new{again}; {verb} {summary.done if not dry_run else todo}, "
+        f"failed {len(summary.failed)}, stored {summary.stored} object(s){extra} "
         f"in {summary.seconds:.1f} s",
         highlight=False,
     )
