@@ -78,30 +78,10 @@ def card_json(path: Path) -> dict[str, Any]:
 
 def _card(task: str, classes: list[str], thresholds: list[float], **extra: Any) -> dict:
     """A `small_cnn` card as the train runner writes it (format 1 fields only)."""
-    from cxrkit.models import get_spec
+    from serve_helpers import card_fields
 
-    spec = get_spec("small_cnn")
-    return {
-        "architecture": "small_cnn",
-        "model_kwargs": {"head_hidden": None, "dropout": 0.0},
-        "task": task,
-        "class_names": classes,
-        "label_column": "label",
-        "preprocessing": {
-            "size": spec.input_size,
-            "resize_mode": "squash",
-            "channels": "grayscale",
-            "input_range": [0.0, 1.0],
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "normalization": "applied inside the network",
-        },
-        "thresholds": thresholds,
-        "threshold_method": "youden",
-        "training": {"data": "/secret/server/path/kermany", "mode": "test", "config": {}},
-        "metrics": {"test": {"auc": 0.5, "accuracy": 0.5, "n": 10}},
-        **extra,
-    }
+    metrics = {"test": {"auc": 0.5, "accuracy": 0.5, "n": 10}}
+    return {**card_fields("small_cnn", task, classes, thresholds), "metrics": metrics, **extra}
 
 
 def _net(classes: int, seed: int, head_scale: float = 1.0) -> Any:

@@ -24,17 +24,26 @@ def save_random_model(path: Path, arch: str = "small_cnn", seed: int = 0) -> Pat
     """A random-init cxrkit model file with a card like the train runner writes."""
     import torch
 
-    from cxrkit.models import create_model, get_spec
+    from cxrkit.models import create_model
     from cxrkit.models.model_file import save_model_file
 
     torch.manual_seed(seed)
-    spec = get_spec(arch)
     net = create_model(arch, len(CLASSES), random_init=True)
-    card = {
+    card = card_fields(arch, "binary", list(CLASSES), [0.5])
+    card["metrics"] = {"test": {"auc": 0.5, "n": 10}}
+    return save_model_file(path, net, card)
+
+
+def card_fields(arch: str, task: str, classes: list[str], thresholds: list[float]) -> dict:
+    """The card JSON the train runner writes for a random `arch` model (format 1 fields)."""
+    from cxrkit.models import get_spec
+
+    spec = get_spec(arch)
+    return {
         "architecture": arch,
         "model_kwargs": {"head_hidden": None, "dropout": 0.0},
-        "task": "binary",
-        "class_names": list(CLASSES),
+        "task": task,
+        "class_names": classes,
         "label_column": "label",
         "preprocessing": {
             "size": spec.input_size,
@@ -45,12 +54,10 @@ def save_random_model(path: Path, arch: str = "small_cnn", seed: int = 0) -> Pat
             "std": list(spec.std),
             "normalization": "applied inside the network",
         },
-        "thresholds": [0.5],
+        "thresholds": thresholds,
         "threshold_method": "youden",
         "training": {"data": "/secret/server/path/kermany", "mode": "test", "config": {}},
-        "metrics": {"test": {"auc": 0.5, "n": 10}},
     }
-    return save_model_file(path, net, card)
 
 
 def kermany_films(kermany_dir: Path, n: int) -> list[Path]:
