@@ -106,3 +106,15 @@ def test_cli_int8_export_needs_calibration_and_predict_knows_runtimes(tmp_path: 
     assert result.exit_code != 0 and "--calibration" in f"{result.exception}{result.output}"
     result = CliRunner().invoke(app, ["predict", str(model), str(tmp_path), "--runtime", "tpu"])
     assert result.exit_code != 0 and "onnx-int8" in f"{result.exception}{result.output}"
+
+
+def test_a_missing_int8_graph_names_the_export_command_that_makes_it(tmp_path: Path) -> None:
+    from cxrkit.cli.flags import as_flags
+    from serve_helpers import save_random_model
+
+    model = save_random_model(tmp_path / "model.safetensors")
+    with pytest.raises(ModelFileError) as err:
+        Classifier.load(model, "onnx-int8")
+    int8 = tmp_path / "model.int8.onnx"
+    printed = as_flags(str(err.value))  # as `cxr predict --runtime onnx-int8` prints it
+    assert f"cxr export {model} --out {int8} --format onnx-int8 --calibration " in printed

@@ -153,9 +153,8 @@ class Classifier:
         int8 = p if p.suffix.lower() == ".onnx" else folder / INT8_FILE
         if not int8.is_file():
             raise ModelFileError(
-                f"{int8}: no int8 model; make it with "
-                f"`cxrkit.export.quantize.quantize_model({str(p)!r}, {str(int8)!r}, "
-                "calibration=TRAINING_DATA)`"
+                f"{int8}: no int8 model; make it with `cxr export {p} out={int8} "
+                "format=onnx-int8 calibration=TRAINING_DATA` (the run's training films)"
             )
         graph = _open_graph(int8, "onnx", threads)
         if graph.card.provenance.quantization is None:
