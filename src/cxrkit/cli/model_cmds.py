@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("predict")(predict_cmd)
+    app.command("predict-merge")(predict_merge_cmd)
 
 
 def _console_logging() -> None:
@@ -242,6 +243,14 @@ def predict_cmd(
             "JPEGs, probabilities move slightly (docs/SERVE.md)"
         ),
     ] = False,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: predict only part K (from 0, as torchrun's RANK) of N of the sorted "
+            "films, for one machine of N; join the parts with `cxr predict-merge` "
+            "(docs/DISTRIBUTED.md)"
+        ),
+    ] = None,
 ) -> None:
     """Predict class probabilities for films; unreadable files are listed with their error."""
     from cxrkit.cli.threads import passive_openmp_waits
@@ -255,9 +264,24 @@ def predict_cmd(
         raise CxrkitError(f"--out {out}: use a .csv or .json file name")
     if runtime not in RUNTIMES:
         raise CxrkitError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
+    split = None
+    if part is not None:
+        from cxrkit.classifier.parts import parse_part
+
+        split = parse_part(part)  # before the model loads: a bad --part costs nothing
+        if out is None:
+            raise CxrkitError("--part needs --out (each part writes its own file)")
     clf = Classifier.load(model, runtime, device=device)
     card = clf.card
     files = require_films(paths)
+    if split is not None:
+        from cxrkit.classifier.parts import select_part, write_part_record
+        from cxrkit.data.cache import file_sha256
+
+        assert out is not None and clf.path is not None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_part_record(out, file_sha256(clf.path), *split, files)
+        files = select_part(files, *split)
     predict_kw = {"batch_size": batch_size, "num_workers": num_workers, "jpeg_draft": jpeg_draft}
     if dicom_out is not None:  # SR + heat-map overlay per DICOM film, one pass per film
         writer = dicom_flags.make_writer(clf, uid_root, runtime)
@@ -311,6 +335,20 @@ def predict_cmd(
     console.print(
         f"predicted {n_ok} film(s); {len(bad)} unreadable" + (f"; wrote {out}" if out else ""),
         highlight=False,
+    )
+
+
+def predict_merge_cmd(
+    parts: Annotated[list[Path], typer.Argument(help="the outputs of `cxr predict --part K/N`")],
+    out: Annotated[Path, typer.Option(help="the joined file (.csv or .json, as the parts)")],
+) -> None:
+    """Join the parts of a prediction split across machines, in single-run order; checks
+    one model, one film list, every part once and every film exactly once."""
+    from cxrkit.classifier.parts import merge_parts
+
+    done = merge_parts(parts, out)
+    console.print(
+        f"merged {done['parts']} part(s): {done['films']} film(s); wrote {out}", highlight=False
     )
 
 
