@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from cxrkit.classifier import (
 )
 from cxrkit.classifier.api import predict_batches  # noqa: E402
 from cxrkit.classifier.films import FilmFiles, FilmPrep  # noqa: E402
+from cxrkit.classifier.graph_cache import GRAPH_DIR  # noqa: E402
 from cxrkit.classifier.onnx_runtime import OnnxModel, load_onnx_model  # noqa: E402
 from cxrkit.errors import DiskFullError, ModelFileError  # noqa: E402
 from cxrkit.io import atomic  # noqa: E402
@@ -101,8 +103,8 @@ def test_predict_batches_on_onnx_equals_torch(exported: tuple[Path, Path], kerma
 def test_cli_predict_runtime_onnx(
     exported: tuple[Path, Path], kermany_dir: Path, tmp_path: Path
 ) -> None:
-    """`cxr predict --runtime onnx` on the .onnx file and on the model file (exported on the
-    fly, nothing left behind) gives the torch rows, unreadable files included."""
+    """`cxr predict --runtime onnx` on the .onnx file and on the model file (its graph
+    exported once and cached beside it) gives the torch rows, unreadable files included."""
     model, onnx_path = exported
     folder = tmp_path / "films"
     folder.mkdir()
@@ -128,7 +130,11 @@ def test_cli_predict_runtime_onnx(
             if not got["error"]:
                 assert abs(float(got["pneumonia"]) - want["probabilities"]["pneumonia"]) <= 1e-5
     assert len(list(folder.iterdir())) == 5  # nothing written beside the films
-    assert set(model.parent.iterdir()) == {model, onnx_path}  # the on-the-fly export is gone
+    # the model file's graph is cached beside it, keyed by the model's sha256 (issue 29)
+    graphs = model.parent / GRAPH_DIR
+    assert set(model.parent.iterdir()) == {model, onnx_path, graphs}
+    sha16 = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    assert [p.name for p in graphs.iterdir()] == [f"{model.stem}.{sha16}.onnx"]
 
 
 def test_onnx_without_card_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -110,10 +109,12 @@ class Classifier:
         """Load a model file, a run directory or an exported `.onnx` file.
 
         `runtime='onnx'` runs the network on onnxruntime (CPU): an `.onnx` file (or a run
-        directory holding `model.onnx`) as it is, a model file exported in memory first
-        in a temporary folder under `workdir` (its torch network stays loaded for
-        `explain`). An `.onnx` file is always ONNX. `runtime='openvino'` compiles the same
-        graph with OpenVINO. `runtime='onnx-int8'` loads the calibrated int8 graph: an
+        directory holding `model.onnx`) as it is; a model file's graph is exported once and
+        cached by the model's sha256 (`cxrkit.classifier.graph_cache`: beside the model
+        file, else in the cache folder), so a changed model file never runs a stale graph
+        (its torch network stays loaded for `explain`); `workdir` is no longer used. An
+        `.onnx` file is always ONNX. `runtime='openvino'` compiles the same graph with
+        OpenVINO. `runtime='onnx-int8'` loads the calibrated int8 graph: an
         `.onnx` file written by `cxr export --format onnx-int8`, or `model.int8.onnx`
         beside the model file (`quantize_model` writes it). A runtime whose package is
         missing raises `RuntimeMissingError` naming the extra to install.
@@ -135,11 +136,20 @@ class Classifier:
         reference = load_feature_reference(p)
         if runtime == "torch":
             return cls(net, card, reference=reference, device=device, path=p)
+        from cxrkit.classifier.graph_cache import cached_graph
         from cxrkit.classifier.onnx_export import export_model_onnx
 
         scored = net if reference is None else ScoredClassifier(net, reference)
-        with tempfile.TemporaryDirectory(dir=workdir, prefix="cxrkit-onnx-") as tmp:
-            onnx_path = export_model_onnx(scored, card, Path(tmp) / "model.onnx")
+
+        def export(target: Path, sha: str) -> Path:
+            graph_card = card.merged(export=export_record(p, sha))
+            return export_model_onnx(scored, graph_card, target)
+
+        onnx_path, sha = cached_graph(p, export)
+        graph = _open_graph(onnx_path, runtime, threads)
+        if (graph.card.provenance.export or {}).get("source_sha256") != sha:  # not ours
+            onnx_path.unlink(missing_ok=True)
+            onnx_path, _ = cached_graph(p, export, sha)
             graph = _open_graph(onnx_path, runtime, threads)
         return cls(graph, card, reference=reference, torch_net=net, device="cpu", path=p)
 
@@ -161,9 +171,20 @@ class Classifier:
             raise ModelFileError(f"{int8}: not an int8 export (its card has no `quantization`)")
         torch_net = None
         try:
-            torch_net, _ = load_model_file(find_model_file(folder if p.is_dir() else p))
+            model_file = find_model_file(folder if p.is_dir() else p)
         except (ModelFileError, FileNotFoundError):
-            torch_net = None  # an .onnx file alone: probabilities, no CAM
+            model_file = None  # an .onnx file alone: probabilities, no CAM
+        if model_file is not None:
+            from cxrkit.data.cache import file_sha256
+
+            made_from = (graph.card.provenance.export or {}).get("source_sha256")
+            if made_from != file_sha256(model_file):
+                raise ModelFileError(
+                    f"{int8}: not made from {model_file.name} as it is now (the model file "
+                    f"changed, or the graph predates this check); make it again with `cxr "
+                    f"export {model_file} out={int8} format=onnx-int8 calibration=TRAINING_DATA`"
+                )
+            torch_net, _ = load_model_file(model_file)
         return cls(graph, graph.card, torch_net=torch_net, device="cpu", path=int8)
 
     # ---- the card ----------------------------------------------------------------------
@@ -438,11 +459,23 @@ class Classifier:
 
         if self.net is None:
             raise ModelFileError("export needs the torch model file (.safetensors)")
-        source = self.path.name if self.path is not None else None
-        card = self.card.merged(export={"source": source, "opset": opset})
+        card = self.card.merged(export=export_record(self.path, opset=opset))
         net = copy.deepcopy(self.net).cpu().float().to(memory_format=torch.contiguous_format)
         module = net if self.reference is None else ScoredClassifier(net, self.reference)
         return export_model_onnx(module, card, out, opset=opset), card
+
+
+def export_record(
+    source: Path | None, sha256: str | None = None, *, opset: int = 17
+) -> dict[str, Any]:
+    """The card's `export` record of a graph made from the model file `source`: its name
+    and the sha256 of its bytes (so a graph is never paired with a changed model file)."""
+    record: dict[str, Any] = {"source": None if source is None else source.name, "opset": opset}
+    if source is not None and source.suffix.lower() == ".safetensors":
+        from cxrkit.data.cache import file_sha256
+
+        record["source_sha256"] = sha256 or file_sha256(source)
+    return record
 
 
 def _open_graph(path: Path, runtime: str, threads: int | None) -> OnnxModel | OpenVinoModel:

@@ -169,3 +169,9 @@ class DecodeCache:
             logger.warning("could not write decode cache entry %s (%s)", entry, exc)
         self.misses += 1
         return quantised.astype(np.float32) / np.float32(_SCALE)
+
+
+def default_cache_dir() -> Path:
+    """`$CXR_CACHE_DIR`, else `~/.cache/cxrkit`: decoded films, CNN codes and exported
+    graphs live here."""
+    return Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxrkit"))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError, DatasetError
 
 #: int8 may lose at most this much AUC and accuracy against fp32 (issue 16's bar).
@@ -233,12 +234,14 @@ def quantize_model(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cxrkit-int8-") as tmp:
-        fp32_file, _ = fp32_export(model, Path(tmp) / "fp32.onnx")
+        fp32_file, fp32_card = fp32_export(model, Path(tmp) / "fp32.onnx")
         quantize_onnx(fp32_file, Path(tmp) / "int8.onnx", calib)
         int8 = Classifier.load(Path(tmp) / "int8.onnx", "onnx")
         change = compare(fp32, int8, check_films, truth)
         change.update(films_record(check_src, check_table, check_idx, check_part))
+        made_from = fp32_card.provenance.export if isinstance(fp32_card, ModelCard) else None
         card = fp32.card.merged(
+            export=made_from,  # the model file (and its sha256) the graph was made from
             quantization={
                 "method": "onnxruntime static QDQ: int8 weights (per channel), uint8 "
                 "activations, MinMax calibration; first and depthwise convolutions, head "
@@ -255,7 +258,7 @@ def quantize_model(
     return path, card
 
 
-def fp32_export(model: str | Path, out: Path) -> tuple[Path, dict[str, Any]]:
+def fp32_export(model: str | Path, out: Path) -> tuple[Path, ModelCard | dict[str, Any]]:
     """The fp32 ONNX graph of a model file (or the .onnx file given, copied)."""
     from cxrkit.classifier import Classifier
 
