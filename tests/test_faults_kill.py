@@ -210,7 +210,7 @@ def test_kill_during_adapt_leaves_no_model_file(small_site: Path, tmp_path: Path
     """`cxr adapt` killed mid-write leaves no model file (only a temp); a rerun writes it."""
     src = tiny_model_file(tmp_path / "model.safetensors")
     out = tmp_path / "adapted.safetensors"
-    args = ["adapt", src, "--data", small_site, "--out", out, "--batch-size", "20"]
+    args = ["adapt", src, "--data", small_site, "--out", out, "--batch-size", "20", "--force"]
 
     proc = _start(args, tmp_path / "a.log", stall=f"*/.{out.name}.*.tmp")
     half = _kill_at_stall(proc, tmp_path / "a.log")

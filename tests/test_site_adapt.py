@@ -17,11 +17,15 @@ from site_helpers import assert_one_line_error, run_cxr, sha256, tensors, tiny_m
 
 @pytest.fixture(scope="module")
 def adapted(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny model adapted on kermany_site's films (batches of 20: equal-size batches)."""
+    """A tiny model adapted on kermany_site's films (batches of 20: equal-size batches).
+
+    Its card says `features` mode (a frozen-feature model): plain AdaBN needs --force.
+    """
     model = to_refit(tmp_path_factory.mktemp("adapt"))
     code, _, err = run_cxr(
-        "adapt", model["src"], "--data", site_dir, "--out", model["out"], "--batch-size", "20"
-    )
+        "adapt", model["src"], "--data", site_dir, "--out", model["out"], "--batch-size", "20",
+        "--force",
+    )  # fmt: skip
     assert code == 0, err
     return {**model, "err": err, "site": site_dir}
 
@@ -83,7 +87,7 @@ def test_labels_are_never_read(adapted: dict, tmp_path: Path) -> None:
             w.writerow({"path": str(site / r["path"]), "label": "?"})
     out = tmp_path / "a.safetensors"
     code, _, err = run_cxr(
-        "adapt", adapted["src"], "--data", scrambled, "--out", out, "--batch-size", "20"
+        "adapt", adapted["src"], "--data", scrambled, "--out", out, "--batch-size", "20", "--force"
     )
     assert code == 0, err
     mine_rec, theirs_rec = (read_card(p).provenance.adaptation for p in (out, adapted["out"]))
@@ -104,7 +108,7 @@ def test_switches(adapted: dict, tmp_path: Path) -> None:
     assert card.provenance.adaptation["bn"] is False and card.calibration.prior_shift
     code, _, err = run_cxr(
         "adapt", adapted["src"], "--data", adapted["site"], "--out", tmp_path / "b.safetensors",
-        "--no-prior",
+        "--no-prior", "--force",
     )  # fmt: skip
     assert code == 0, err
     card = read_card(tmp_path / "b.safetensors")
@@ -139,6 +143,56 @@ def test_adapt_errors_are_one_line(adapted: dict, tmp_path: Path) -> None:
     card = read_card(out)
     assert card.provenance.site_calibration is None
     assert card.provenance.adaptation["earlier_site_check"] == {"set": "x", "changed": False}
+
+
+def test_plain_adabn_on_a_frozen_feature_model_is_refused(adapted: dict, tmp_path: Path) -> None:
+    """No --reference, no --force: one line saying why and what to give; nothing written."""
+    out = tmp_path / "o.safetensors"
+    code, _, err = run_cxr("adapt", adapted["src"], "--data", adapted["site"], "--out", out)
+    assert_one_line_error(
+        code, err, "frozen features", "ImageNet", "--reference", "--no-bn", "--force"
+    )
+    assert not out.exists()
+
+
+def test_the_library_refusal_names_arguments(adapted: dict, tmp_path: Path) -> None:
+    from cxrkit.errors import CxrkitError
+    from cxrkit.site import adapt_model
+
+    out = tmp_path / "o.safetensors"
+    with pytest.raises(CxrkitError) as exc:
+        adapt_model(adapted["src"], adapted["site"], out)
+    message = str(exc.value)
+    assert "reference=" in message and "force=True" in message and "--" not in message
+    assert not out.exists()
+    # force=True adapts it anyway: plain AdaBN, the risk on record
+    report = adapt_model(adapted["src"], adapted["site"], out, force=True, prior=False)
+    rec = report["adaptation"]
+    assert rec["bn_mode"] == "site statistics" and rec["forced"] is True
+    assert any("force=True" in w and "reference=" in w for w in rec["warnings"])
+    assert read_card(out).provenance.adaptation["forced"] is True
+
+
+def test_forced_adaptation_warns_in_flags(adapted: dict) -> None:
+    """The --force run (the fixture) wrote the model and printed the warning as flags."""
+    assert adapted["out"].exists()
+    warning = next(line for line in adapted["err"].splitlines() if "warning:" in line)
+    assert "--force" in warning and "--reference" in warning and "force=True" not in warning
+
+
+def test_a_finetuned_model_is_adapted_without_force(adapted: dict, tmp_path: Path) -> None:
+    """A model whose backbone was trained (finetune mode) has its own BN statistics: no refusal."""
+    src = tiny_model_file(
+        tmp_path / "ft.safetensors", training={"mode": "finetune", "config": {"balance": "loss"}}
+    )
+    out = tmp_path / "ft-adapted.safetensors"
+    code, _, err = run_cxr(
+        "adapt", src, "--data", adapted["site"], "--out", out, "--batch-size", "20", "--no-prior"
+    )
+    assert code == 0, err
+    rec = read_card(out).provenance.adaptation
+    assert rec["bn_mode"] == "site statistics" and "forced" not in rec
+    assert rec["warnings"] == [] and "warning" not in err
 
 
 def _posteriors(x: np.ndarray, means: np.ndarray, prior: np.ndarray) -> np.ndarray:

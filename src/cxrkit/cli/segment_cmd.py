@@ -52,6 +52,7 @@ def run_cmd(
     from cxrkit.classifier.paths import require_films
     from cxrkit.errors import ImageReadError
     from cxrkit.io import read_image
+    from cxrkit.progress import progress_lines
     from cxrkit.segment.infer import load_lung_model, segment_many
     from cxrkit.segment.overlay import save_mask_png, save_overlay_png
     from cxrkit.segment.views import skip_reason
@@ -61,7 +62,7 @@ def run_cmd(
     out.mkdir(parents=True, exist_ok=True)
     used: dict[str, int] = {}
     rows, n_bad, n_skip = [], 0, 0
-    for path in files:
+    for path in progress_lines(files, what="segment", unit="films"):
         try:
             film, _meta = read_image(path)
         except ImageReadError as exc:

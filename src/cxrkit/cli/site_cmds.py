@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cxrkit.cli.flags import as_flags
+
 console = Console(stderr=True)
 
 ModelArg = Annotated[Path, typer.Argument(help="model file or run directory")]
@@ -160,6 +162,10 @@ def adapt_cmd(
         typer.Option(help="training-domain films (labels ignored): relative AdaBN"),
     ] = None,
     max_reference: Annotated[int, typer.Option(min=1, help="reference films used at most")] = 300,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="plain AdaBN even on a frozen-feature model (codes + head)"),
+    ] = False,
     no_prior: Annotated[
         bool, typer.Option("--no-prior", help="no class-prior re-estimate")
     ] = False,
@@ -179,6 +185,7 @@ def adapt_cmd(
         prior=not no_prior,
         reference=reference,
         max_reference=max_reference,
+        force=force,
         batch_size=batch_size,
         num_workers=num_workers,
     )
@@ -220,7 +227,7 @@ def _run_site_verb(
 
     report: dict[str, Any] = getattr(cxrkit.site, function)(*args, **kwargs)
     for w in report[record]["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(as_flags(w))}", highlight=False, soft_wrap=True)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return None

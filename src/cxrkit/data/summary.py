@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrkit.data.table import LabelTable, _load
+from cxrkit.progress import progress_lines
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
@@ -148,7 +149,14 @@ def summarize(
     n_workers = workers or min(8, 2 * (os.cpu_count() or 1))
     paths = [table.records[i].path for i in records]
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        probes = list(pool.map(lambda p: probe_file(p, read_all=check_files), paths))
+        probes = list(
+            progress_lines(
+                pool.map(lambda p: probe_file(p, read_all=check_files), paths),
+                total=len(paths),
+                what="reading files" if check_files else "reading headers",
+                unit="files",
+            )
+        )
 
     sizes = Counter(p.size for p in probes if p.size is not None and p.error is None)
     out["sizes"] = _size_stats(sizes)

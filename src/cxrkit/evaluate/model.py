@@ -28,6 +28,7 @@ from cxrkit.evaluate.report import write_report
 from cxrkit.evaluate.transfer import comparison_rows, headline, transfer_warnings
 from cxrkit.io.atomic import atomic_write_text
 from cxrkit.models.model_file import read_card
+from cxrkit.progress import progress_lines
 
 TRANSFER_FILE = "transfer.json"
 
@@ -88,7 +89,9 @@ def evaluate_model(
     loader = DataLoader(
         ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_bad
     )
-    probs, got = clf.batch_probs(loader)  # the classifier's forward and card calibration
+    probs, got = clf.batch_probs(  # the classifier's forward and card calibration
+        progress_lines(loader, what=f"evaluate {dataset_name(data)}", unit="batches")
+    )
     if len(got) == 0:
         raise CxrkitError(f"{data}: no readable films to evaluate")
     y = table.targets()[got]

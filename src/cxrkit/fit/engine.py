@@ -33,6 +33,7 @@ from cxrkit.fit import distributed
 from cxrkit.fit.checkpoint import RunCheckpoints
 from cxrkit.fit.precision import Precision, resolve_precision
 from cxrkit.fit.schedule import Schedule, set_rate
+from cxrkit.progress import progress_lines
 
 log = logging.getLogger("cxrkit.train")
 
@@ -296,7 +297,14 @@ def fit(
             freeze_frozen_batchnorm(module)
             total, count = run_steps(
                 train_module,
-                recipe.train_batches(round_),
+                progress_lines(  # a log's timestamped lines within a round (no second bar)
+                    recipe.train_batches(round_),
+                    plan.steps_per_round * plan.accumulate if plan.steps_per_round else None,
+                    what=f"{'round' if plan.steps_per_round else 'epoch'} {round_}/{plan.rounds}",
+                    unit="batches",
+                    enabled=show_progress and ctx.is_main,
+                    bar=False,
+                ),
                 recipe.loss,
                 recipe.examples,
                 optimizer,

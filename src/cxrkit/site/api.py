@@ -156,6 +156,7 @@ def adapt_model(
     prior: bool = True,
     reference: str | Path | None = None,
     max_reference: int = 300,
+    force: bool = False,
     batch_size: int = 32,
     num_workers: int = 0,
 ) -> dict[str, Any]:
@@ -165,6 +166,10 @@ def adapt_model(
     `max_reference`, drawn seeded), AdaBN is relative: BN statistics that were never the
     training films' (a frozen ImageNet backbone) are moved so that site activations match
     the reference films' moments, instead of being replaced by the site's own.
+
+    Plain AdaBN (`bn` without `reference`) on a frozen-feature model (trained in `features`
+    mode: cached CNN codes + head) is refused unless `force`: it replaces the ImageNet
+    statistics its head learnt under (measured on kermany_site: AUC 0.99 -> 0.65).
     """
     from cxrkit.site.adapt import (
         adapt_batchnorm,
@@ -188,6 +193,15 @@ def adapt_model(
             "adapt the uncalibrated model, then run cxr calibrate on the adapted one"
         )
     site = unlabelled_site(data)
+    frozen = card.provenance.training.get("mode") == "features"
+    if bn and reference is None and frozen and not force:
+        raise CxrkitError(
+            f"{source} was trained on frozen features (cached CNN codes + head): its "
+            "BatchNorm statistics are ImageNet's, not the training films', and plain AdaBN "
+            "replaces the statistics its head learnt under (measured on kermany_site: AUC "
+            "0.99 -> 0.65). Give reference=TRAINING_FILMS for relative AdaBN, bn=False to "
+            "adapt the class prior only, or force=True to adapt anyway"
+        )
     replace: dict[str, Any] = {}
     n_films = len(site.paths)
     warnings: list[str] = []
@@ -206,12 +220,13 @@ def adapt_model(
     elif bn:
         n_films = adapt_batchnorm(model, film_loader(site.paths, card, batch_size, num_workers))
         record["bn_mode"] = "site statistics"
-        if card.provenance.training.get("mode") == "features":
+        if frozen:  # force=True: adapted as asked, the risk kept on record
+            record["forced"] = True
             warnings.append(
                 "this model was trained on a frozen backbone whose BatchNorm statistics are "
-                "ImageNet's, not the training films'; plain AdaBN changes the features its "
-                "head learnt from (measured on kermany_site: AUC 0.99 -> 0.65). Pass "
-                "--reference TRAINING_FILMS for relative AdaBN, or --no-bn"
+                "ImageNet's, not the training films'; plain AdaBN (force=True) changes the "
+                "features its head learnt from (measured on kermany_site: AUC 0.99 -> 0.65). "
+                "reference=TRAINING_FILMS gives relative AdaBN instead"
             )
     if bn:
         replace = batchnorm_state(model)

@@ -18,6 +18,7 @@ from cxrkit.data.table import LabelTable
 from cxrkit.fit import distributed
 from cxrkit.io.atomic import atomic_write
 from cxrkit.models.inference import predict_loader
+from cxrkit.progress import progress_lines
 from cxrkit.segment.crop import crop_key
 
 log = logging.getLogger("cxrkit.train")
@@ -96,11 +97,9 @@ def extract_features(
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=_seed_worker,
     )
-    from rich.progress import track
-
-    feats, got = predict_loader(
+    feats, got = predict_loader(  # decodes (and caches) each film on the way
         model,
-        track(loader, description="CNN codes", transient=True, disable=not distributed.is_main()),
+        progress_lines(loader, what="CNN codes", unit="batches", enabled=distributed.is_main()),
         task="binary",
         device=device,
         output="features",
