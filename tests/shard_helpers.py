@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import http.server
 import io
@@ -14,11 +15,16 @@ from pathlib import Path
 
 
 def write_shards(
-    films: Sequence[tuple[str, bytes, dict]], folder: Path, per_shard: int
+    films: Sequence[tuple[str, bytes, dict]],
+    folder: Path,
+    per_shard: int,
+    labels_csv: bool = False,
 ) -> list[Path]:
-    """(key, png bytes, metadata) films as `NNNNNN.tar` shards of `KEY.png` + `KEY.json`."""
+    """(key, png bytes, metadata) films as `NNNNNN.tar` shards of `KEY.png` + `KEY.json`,
+    in the order given (no shuffle); `labels_csv`: also a labels.csv like the converter's
+    (each film's metadata, `key` and `shard`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, rows = [], []
     for n, start in enumerate(range(0, len(films), per_shard)):
         path = folder / f"{n:06d}.tar"
         with tarfile.open(path, "w") as tar:
@@ -27,7 +33,13 @@ def write_shards(
                     info = tarfile.TarInfo(f"{key}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
+                rows.append({**meta, "key": key, "shard": path.name})
         paths.append(path)
+    if labels_csv:
+        with open(folder / "labels.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     return paths
 
 

@@ -17,6 +17,7 @@ from cxrkit.data.shards import (
     expand_shards,
     films_in_shards,
     iter_samples,
+    largest_shard,
     split_quota,
 )
 from cxrkit.errors import CxrkitError
@@ -148,6 +149,7 @@ def test_reads_the_shards_cxr_data_convert_writes(nih_dir: Path, tmp_path: Path)
         expected = {r["key"]: r["label"] for r in csv.DictReader(fh)}
     assert films_in_shards(urls) == 40
     assert films_in_shards(urls[:-1]) == 40 - _last_shard(out)  # only the shards named
+    assert largest_shard(urls) == max(sum(1 for _ in iter_samples(u)) for u in urls)
     with serve_folder(out) as base:  # the default epoch of `cxr train --shards URL`
         assert films_in_shards(expand_shards(f"{base}/shard-{{000000..000001}}.tar")) > 0
     assert films_in_shards([str(tmp_path / "elsewhere" / "000000.tar")]) is None

@@ -3,8 +3,11 @@
 Shards are read sequentially, from a local folder or over HTTP(S) and S3-compatible URLs
 (fsspec; `pip install cxrkit[shards]`, plus `s3fs` for `s3://`). Films are decoded in the
 DataLoader's worker processes. Shards are split over ranks and workers without overlap:
-each epoch the shard list is shuffled (seeded by the epoch, the same on every rank) and
-slot `rank * num_workers + worker` takes every `world_size * num_workers`-th shard.
+each epoch the shard list is shuffled (seeded by the epoch, the same on every rank),
+slot `rank * num_workers + worker` takes every `world_size * num_workers`-th shard, and
+each slot reads its own shards in an order drawn again for it (seeded by epoch and slot).
+Within a slot, films pass through a shuffle buffer (`shuffle_buffer`; `shard_films` and
+`largest_shard` read the converter's labels.csv to size one that holds a whole shard).
 
 An epoch is defined by a film count (`epoch_films`): every rank yields exactly
 `epoch_films // world_size` films (split over its workers the same way on every rank, so
@@ -101,10 +104,10 @@ def open_shard(url: str):
         raise CxrkitError(f"{url}: cannot open shard ({exc})") from exc
 
 
-def films_in_shards(urls: Sequence[str]) -> int | None:
-    """Films in `urls` per the labels.csv the converter writes beside its shards.
+def shard_rows(urls: Sequence[str]) -> list[dict[str, str]] | None:
+    """The rows of the labels.csv the converter writes beside its shards, for `urls`.
 
-    Counts the rows whose `shard` column names one of `urls` (every row when the column
+    Keeps the rows whose `shard` column names one of `urls` (every row when the column
     is absent); None when there is no readable labels.csv beside the first shard.
     """
     import csv
@@ -116,9 +119,47 @@ def films_in_shards(urls: Sequence[str]) -> int | None:
     try:
         with open_shard(f"{folder}/labels.csv") as fh:
             rows = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
-            return sum(1 for row in rows if row.get("shard") is None or row["shard"] in names)
+            return [row for row in rows if row.get("shard") is None or row["shard"] in names]
     except (CxrkitError, OSError, UnicodeDecodeError, csv.Error):
         return None
+
+
+def films_in_shards(urls: Sequence[str]) -> int | None:
+    """Films in `urls` per the labels.csv beside them (`shard_rows`); None without one."""
+    rows = shard_rows(urls)
+    return None if rows is None else len(rows)
+
+
+def largest_shard(urls: Sequence[str]) -> int | None:
+    """Films in the largest of `urls` per the labels.csv beside them (its `shard` column);
+    None without one, or when it names no shard."""
+    rows = shard_rows(urls)
+    if not rows or rows[0].get("shard") is None:
+        return None
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["shard"]] = counts.get(row["shard"], 0) + 1
+    return max(counts.values())
+
+
+def set_class_mix(urls: Sequence[str], target: LabelTarget) -> np.ndarray | None:
+    """The share of each class among the films of `urls` (labels.csv beside them, read as
+    `target` reads a film's label; multi-label: each class's prevalence). None without a
+    labels.csv or a usable label in it."""
+    rows = shard_rows(urls)
+    if rows is None:
+        return None
+    counts, films = np.zeros(len(target.class_names)), 0
+    for row in rows:
+        value = target.from_value(row.get(target.label_column))
+        if value is None:
+            continue
+        films += 1
+        if target.task == "multilabel":
+            counts += value.numpy()
+        else:
+            counts[int(value)] += 1
+    return counts / films if films else None
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -206,6 +247,10 @@ class LabelTarget:
             if not 0 <= value < len(self.class_names) or self.task == "multilabel":
                 return None
             return torch.tensor(value, dtype=torch.long)
+        return self.from_value(value)
+
+    def from_value(self, value: Any) -> torch.Tensor | None:
+        """The target of a label value (a class name, or `|`-separated findings)."""
         if value is None:
             return None
         if self.task == "multilabel":
@@ -331,9 +376,13 @@ class ShardStream(IterableDataset):
         return self.rank * workers + worker, self.world_size * workers, workers
 
     def _shards_for(self, slot: int, slots: int, pass_no: int) -> list[str]:
+        """This slot's shards: its share of the epoch's order (the same on every rank, so
+        no two slots share a shard), in an order drawn for this slot and epoch."""
         order = list(self.urls)
         random.Random(f"{self.seed}/{self.epoch}/{pass_no}").shuffle(order)
-        return order[slot::slots]
+        mine = order[slot::slots]
+        random.Random(f"{self.seed}/{self.epoch}/{pass_no}/slot/{slot}").shuffle(mine)
+        return mine
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         slot, slots, workers = self._slot()
