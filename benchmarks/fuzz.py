@@ -1,7 +1,14 @@
-"""Fuzz `read_image` with >= 10,000 mutated PNG, JPEG and DICOM films; print the tally.
+"""Fuzz `read_image`, mask PNGs, model cards and decisions (>= 10,000 cases each); tally.
 
-    python benchmarks/fuzz.py                      # 10,000 cases, 2 workers, 10 s per case
+    python benchmarks/fuzz.py                      # 10,000 cases a target, 2 workers
     python benchmarks/fuzz.py --cases 20000 --seed 3 --out benchmarks/results/fuzz.json
+    python benchmarks/fuzz.py --targets mask,card  # some targets only
+
+Targets (tests/fuzz_targets.py): `film` (below), `mask` (mutated lung-mask PNGs through
+`segment.data.read_mask`), `card` (mutated card JSON through `ModelCard.from_dict`) and
+`decision` (fuzzed probability rows through a three-class card's decision). The JSON
+holds each target's tally under `targets`; its top-level counts are the film target's
+(the format the report has always read).
 
 Seeds are the films of ../shared/data/samples plus small DICOMs (native 8/16-bit,
 MONOCHROME1, rescale + SIGMOID window, VOI LUT, RLE 8/16-bit, JPEG 2000, JPEG baseline),
@@ -29,6 +36,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the fuzz engine lives with the tests 
 
 from fuzz_outcomes import OUTCOMES  # noqa: E402
 from fuzz_runner import run_cases  # noqa: E402
+from fuzz_targets import TARGETS, make_target_case, seeds_for  # noqa: E402
 from fuzzing import make_case, quiet_pydicom, sample_seeds, synthetic_seeds  # noqa: E402
 
 SHARED = Path(os.environ.get("CXR_SHARED", REPO.parent / "shared"))
@@ -37,7 +45,8 @@ SHARED = Path(os.environ.get("CXR_SHARED", REPO.parent / "shared"))
 def main() -> int:
     """Run the fuzz campaign; print and optionally save the tally."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--cases", type=int, default=10_000, help="cases per target")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
     parser.add_argument("--seed", type=int, default=0, help="master seed of the campaign")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per case")
@@ -46,11 +55,40 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the tally as JSON here")
     parser.add_argument("--per-case", type=Path, default=None, help="write each case's outcome")
     args = parser.parse_args()
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
 
     quiet_pydicom()
-    seeds = synthetic_seeds() + sample_seeds(args.samples)
-    cases = (make_case(seeds, i, args.seed) for i in range(args.cases))
-    step = max(1, args.cases // 20)
+    results, per_case_all = {}, {}
+    for target in targets:
+        print(f"target {target}:", flush=True)
+        results[target], per_case_all[target] = run_target(target, args)
+    film = results.get("film") or next(iter(results.values()))
+    result = {**film, "targets": results}
+    print("target      " + " ".join(f"{name:>12}" for name in OUTCOMES))
+    for target, r in results.items():
+        print(f"{target:<11} " + " ".join(f"{r[name]:>12,}" for name in OUTCOMES))
+    if args.per_case is not None:
+        args.per_case.write_text(json.dumps(per_case_all, indent=0) + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    failed = sum(r[name] for r in results.values() for name in ("crash", "hang", "bad_film"))
+    return 1 if failed else 0
+
+
+def run_target(target: str, args: argparse.Namespace) -> tuple[dict, dict]:
+    """One target's campaign: its result dict and each case's outcome."""
+    if target == "film":
+        seeds = synthetic_seeds() + sample_seeds(args.samples)
+        cases = (make_case(seeds, i, args.seed) for i in range(args.cases))
+    else:
+        seeds = seeds_for(target)
+        cases = (make_target_case(target, seeds, i, args.seed) for i in range(args.cases))
+    step = max(1, args.cases // 10)
     start = time.perf_counter()
 
     def progress(done: int) -> None:
@@ -74,6 +112,7 @@ def main() -> int:
         "wall_s": round(wall, 1),
         "cases_per_s": round(args.cases / wall, 1),
         "settings": {
+            "target": target,
             "seed": args.seed,
             "workers": args.workers,
             "timeout_s": args.timeout,
@@ -82,20 +121,9 @@ def main() -> int:
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    print("outcome       cases")
-    for name in OUTCOMES:
-        print(f"{name:<12} {result[name]:>6,}")
-    print(f"{'total':<12} {result['cases']:>6,}   wall {wall:.1f} s ({result['cases_per_s']}/s)")
     for outcome, examples in result["examples"].items():
-        print(f"{outcome} examples:", *examples, sep="\n  ")
-    if args.per_case is not None:
-        args.per_case.write_text(json.dumps(tally.by_case, indent=0) + "\n")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    failed = sum(result[name] for name in ("crash", "hang", "bad_film"))
-    return 1 if failed else 0
+        print(f"  {outcome} examples:", *examples[:3], sep="\n    ")
+    return result, tally.by_case
 
 
 if __name__ == "__main__":

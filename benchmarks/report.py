@@ -604,11 +604,54 @@ def fuzz_section(inp: Inputs) -> Section:
         files=[res("fuzz.json")],
     )
     rows = [[key.rstrip(": "), num(n)] for key, n in d["top_details"].items()]
-    return Section(
-        "Film fuzzing",
-        protocol,
-        [summary, table(["outcome", "cases"], rows)],
+    blocks = [summary, table(["outcome", "cases"], rows)]
+    if "targets" in d:  # issue 28: mask PNGs, model cards, a three-class card's decision
+        blocks += fuzz_targets_blocks(d["targets"])
+    return Section("Film fuzzing", protocol, blocks)
+
+
+#: What each fuzz target feeds to what (benchmarks/fuzz.py, tests/fuzz_targets.py).
+FUZZ_TARGETS = {
+    "film": "mutated PNG/JPEG/DICOM films through `read_image`",
+    "mask": "mutated lung-mask PNGs through `segment.data.read_mask`",
+    "card": "mutated card JSON through `ModelCard.from_dict`",
+    "decision": "fuzzed probability rows through a three-class card's decision "
+    "(`Decision.row` and `ModelCard.decide`)",
+}
+
+
+def fuzz_targets_blocks(targets: dict[str, Any]) -> list[str]:
+    """The per-target tally of the fuzz run, and the failures' leading details."""
+    outcomes = ["ok", "clean_error", "crash", "hang", "bad_film"]
+    rows = [
+        [f"`{name}`", FUZZ_TARGETS.get(name, name), *(num(t[o]) for o in outcomes),
+         num(t["wall_s"])]
+        for name, t in targets.items()
+    ]  # fmt: skip
+    failed = {n: t for n, t in targets.items() if any(t[o] for o in ("crash", "hang", "bad_film"))}
+    text = (
+        "**Targets.** Every target at "
+        f"{num(next(iter(targets.values()))['cases'])} cases (`bad_film`: a wrong answer of "
+        "the target: a film or mask off its contract, an invalid card accepted, a label on "
+        "a broken probability row). "
+        + (
+            f"Failures found in {', '.join(f'`{n}`' for n in failed)}: open findings, "
+            "listed below with their leading details."
+            if failed
+            else "No target crashed, hung or answered wrongly."
+        )
     )
+    blocks = [text, table(["target", "input", *outcomes, "seconds"], rows)]
+    for name, t in failed.items():
+        bad = [
+            [key.rstrip(": ")[:110].replace("|", "/"), num(n)]
+            for key, n in t["top_details"].items()
+            if not key.startswith(("ok", "clean_error"))
+        ][:8]
+        blocks.append(
+            f"`{name}` failures (leading details):\n\n" + table(["outcome", "cases"], bad)
+        )
+    return blocks
 
 
 def _dice_phrase(sets: dict[str, float], target: float) -> str:

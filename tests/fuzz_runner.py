@@ -1,8 +1,10 @@
-"""Run fuzz cases through `read_image_bytes` in killable worker processes.
+"""Run fuzz cases through their target (`read_image_bytes`, or a target of
+`fuzz_targets`) in killable worker processes.
 
-Each worker (this file run as a script) classifies cases with `fuzzing.classify_read`
-under an address-space limit; the parent gives every case a deadline, so a hang is
-counted (and the worker replaced), and a worker that dies counts as a crash.
+Each worker (this file run as a script) classifies cases with
+`fuzz_targets.classify_target` under an address-space limit; the parent gives every case
+a deadline, so a hang is counted (and the worker replaced), and a worker that dies counts
+as a crash.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def run_cases(
         try:
             while (case := next_case()) is not None:
                 try:
-                    worker.send_json({"name": case.name})
+                    worker.send_json({"name": case.name, "target": case.target})
                     worker.send(case.data)
                     answer = worker.read_json(time.monotonic() + timeout_s)
                     outcome, detail = answer["outcome"], answer["detail"]
@@ -86,18 +88,21 @@ def _worker_main(memory_mb: int) -> int:
 
     from cxrkit.io.decode_worker import apply_limits, read_requests
     from cxrkit.io.frames import write_json
-    from fuzz_outcomes import classify_read
+    from fuzz_targets import classify_target
     from fuzzing import quiet_pydicom
 
     out = os.dup(1)
     os.dup2(2, 1)
     quiet_pydicom()
-    import cxrkit.io.dicom  # noqa: F401  (warm: imports are not part of a case's time)
+    import cxrkit.card  # noqa: F401  (warm: imports are not part of a case's time)
+    import cxrkit.io.dicom  # noqa: F401
+    import cxrkit.segment.data  # noqa: F401
 
     apply_limits(memory_mb * 1024 * 1024)
     write_json(out, {"ready": True})
     for header, data in read_requests():
-        write_json(out, classify_read(data, str(header["name"])))
+        target = str(header.get("target", "film"))
+        write_json(out, classify_target(target, data, str(header["name"])))
     return 0
 
 

@@ -53,11 +53,12 @@ class Case:
     kind: str
     mutation: str
     data: bytes
+    target: str = "film"  # what reads it (tests/fuzz_targets.py): film, mask, card, decision
 
     @property
     def name(self) -> str:
         """A file name for the case (its extension follows the seed's kind)."""
-        ext = {"png": "png", "jpeg": "jpg", "dicom": "dcm"}[self.kind]
+        ext = {"png": "png", "jpeg": "jpg", "dicom": "dcm", "json": "json"}[self.kind]
         return f"case{self.index:05d}_{self.seed}.{ext}"
 
 

@@ -188,3 +188,92 @@ def test_tally_counts_every_outcome_with_examples() -> None:
     summary = tally.as_dict()
     assert (summary["cases"], summary["hang"], summary["ok"], summary["crash"]) == (2, 1, 1, 0)
     assert summary["examples"]["hang"][0].startswith("case 0 (s; m)")
+
+
+# --- new targets (issue 28): mask PNGs, model cards, a three-class card's decision ----------
+
+
+def _target_outcomes(target: str, n: int, start: int = 0) -> list[dict[str, str]]:
+    from fuzz_targets import classify_target, make_target_case, seeds_for
+
+    seeds = seeds_for(target)
+    cases = [make_target_case(target, seeds, i, MASTER_SEED) for i in range(start, start + n)]
+    return [classify_target(target, c.data, c.name) for c in cases]
+
+
+def test_target_cases_are_reproducible_and_seeds_valid() -> None:
+    from cxrkit.card import ModelCard
+    from fuzz_targets import CARDS, NEW_TARGETS, card_problem, make_target_case, seeds_for
+
+    for target in NEW_TARGETS:
+        seeds = seeds_for(target)
+        one = make_target_case(target, seeds, 7, MASTER_SEED)
+        assert one == make_target_case(target, seeds, 7, MASTER_SEED)
+        assert one.target == target
+    for card in CARDS:  # every seed card is valid and reads back as itself
+        assert card_problem(ModelCard.from_dict(card)) is None
+    assert {ModelCard.from_dict(c).task for c in CARDS} == {"binary", "multiclass", "multilabel"}
+
+
+def test_runner_runs_every_target_in_workers() -> None:
+    """The killable-worker runner dispatches each case to its target's reader."""
+    from fuzz_targets import NEW_TARGETS, make_target_case, seeds_for
+
+    cases = [
+        make_target_case(t, seeds_for(t), i, MASTER_SEED) for t in NEW_TARGETS for i in range(20)
+    ]
+    tally = run_cases(cases, workers=2, timeout_s=20.0).as_dict()
+    assert tally["cases"] == 60 and tally["hang"] == 0
+    assert tally["ok"] > 0 and tally["ok"] + tally["clean_error"] > 20
+
+
+def test_decision_row_labels_only_good_rows() -> None:
+    """`Decision.row` (what `cxr predict` and the server report) on 300 fuzzed rows of a
+    three-class card: a label only for 3 finite numbers in [0, 1], else an error row."""
+    outcomes = _target_outcomes("decision", 300)
+    row_faults = [o for o in outcomes if o["detail"].startswith("row()")]
+    assert not row_faults, row_faults[:5]
+    assert not [o for o in outcomes if o["outcome"] in ("crash", "hang")]
+    assert sum(o["outcome"] == "ok" for o in outcomes) > 50  # good rows are reached too
+
+
+def test_card_decide_labels_only_good_rows() -> None:
+    """Found by the fuzzer, fixed: `ModelCard.decide` / `Decision.labels` raise on NaN,
+    inf, out-of-range or misshapen rows instead of deciding them."""
+    outcomes = _target_outcomes("decision", 300)
+    assert {o["outcome"] for o in outcomes} <= {"ok", "clean_error"}, outcomes
+
+
+def test_fuzzed_cards_are_card_errors_or_valid_cards() -> None:
+    """Found by the fuzzer, fixed: `ModelCard.from_dict` gives a `CardError` naming the
+    field for a non-object section, NaN preprocessing numbers or a null `resize_mode`;
+    every card it accepts reads back as itself."""
+    outcomes = _target_outcomes("card", 300)
+    assert {o["outcome"] for o in outcomes} <= {"ok", "clean_error"}, [
+        o for o in outcomes if o["outcome"] not in ("ok", "clean_error")
+    ][:5]
+
+
+def test_fuzzed_cards_mostly_give_card_errors() -> None:
+    """What holds today: the bulk of fuzzed cards are refused with a one-line CardError
+    naming the source, or accepted as a valid card; no hang."""
+    outcomes = _target_outcomes("card", 300)
+    clean = sum(o["outcome"] == "clean_error" for o in outcomes)
+    ok = sum(o["outcome"] == "ok" for o in outcomes)
+    assert clean > 100 and ok > 30
+    assert clean + ok >= 290, [o for o in outcomes if o["outcome"] not in ("ok", "clean_error")]
+
+
+def test_mask_reader_gives_a_mask_or_a_clean_error() -> None:
+    """Found by the fuzzer, fixed: `read_mask` turns PIL's errors into an `ImageReadError`
+    naming the mask."""
+    outcomes = _target_outcomes("mask", 200)
+    assert {o["outcome"] for o in outcomes} <= {"ok", "clean_error"}
+
+
+def test_mask_reader_never_gives_a_bad_mask() -> None:
+    """Whatever `read_mask` returns for a fuzzed mask PNG is a 2-D bool mask of the asked
+    shape (never a wrong mask); its errors are tallied by the test above."""
+    outcomes = _target_outcomes("mask", 200)
+    assert not [o for o in outcomes if o["outcome"] in ("bad_film", "hang")]
+    assert sum(o["outcome"] == "ok" for o in outcomes) > 30

@@ -115,14 +115,12 @@ class Decision:
 
     def positive(self, probs: np.ndarray) -> np.ndarray:
         """Decided classes as booleans (N, C) for probabilities (N, C): one True per row
-        for binary / multi-class, any number for multi-label, the mask for segmentation."""
+        for binary / multi-class, any number for multi-label, the mask for segmentation.
+        Rows that are not probabilities raise `DecisionError`: never a label."""
         p = as_probabilities(probs)
         if self.task == "segmentation":
             return p >= self.thresholds[0]
-        if p.ndim != 2 or p.shape[1] != len(self.class_names):
-            raise DecisionError(
-                f"probabilities must be (N, {len(self.class_names)}), got shape {p.shape}"
-            )
+        self._check(p)
         if self.task == "multilabel":
             return p >= np.asarray(self.thresholds, dtype=p.dtype)[None, :]
         out = np.zeros(p.shape, dtype=bool)
@@ -135,6 +133,7 @@ class Decision:
         p = as_probabilities(probs)
         if p.ndim == 1:
             p = p[None]
+        self._check(p)
         if self.task == "binary":
             return (p[:, 1] >= self.thresholds[0]).astype(np.int64)
         return p.argmax(axis=1).astype(np.int64)
@@ -180,6 +179,15 @@ class Decision:
             for j, c in enumerate(self.class_names)
         ]
         return rows[1:] if self.task == "binary" else rows
+
+    def _check(self, p: np.ndarray) -> None:
+        """Raise `DecisionError` unless `p` is (N, C) finite numbers in [0, 1]."""
+        if p.ndim != 2 or p.shape[1] != len(self.class_names):
+            raise DecisionError(
+                f"probabilities must be (N, {len(self.class_names)}), got shape {p.shape}"
+            )
+        if not bool(np.all((p >= 0) & (p <= 1))):  # NaN fails both comparisons
+            raise DecisionError(NOT_PROBABILITIES)
 
     def threshold_of(self, j: int) -> float | None:
         """The threshold class `j` is decided against (None: multi-class argmax)."""

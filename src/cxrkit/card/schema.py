@@ -139,15 +139,23 @@ class ModelCard:
             return data
         if not isinstance(data, Mapping):
             raise CardError(f"{source}: a model card is a JSON object, got {type(data).__name__}")
-        d = migrate(dict(data), source)
+        try:
+            d = migrate(dict(data), source)
+        except CardError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # odd v1 fields
+            raise CardError(f"{source}: cannot migrate this card ({exc})") from exc
         unknown = sorted(set(d) - _KNOWN_KEYS)
         if unknown:
             raise CardError(f"{source}: unknown model card field(s) {unknown}")
+        _check_types(d, source)
         try:
             return _parse(d, source)
         except CardError:
             raise
-        except (DecisionError, CalibrationError, ValueError, TypeError, KeyError) as exc:
+        except (
+            DecisionError, CalibrationError, ValueError, TypeError, KeyError, AttributeError
+        ) as exc:  # a backstop: the type checks above name the field first
             raise CardError(f"{source}: {_field_of(exc)}{exc}") from exc
 
     # ---- writing -------------------------------------------------------------------------
@@ -307,6 +315,65 @@ _KNOWN_KEYS = frozenset(
     }
 )  # fmt: skip
 _PREPROCESSING_KEYS = {f.name for f in dataclasses.fields(Preprocessing)}
+#: Fields that are JSON objects (or absent / null).
+_OBJECT_FIELDS = (
+    "model_kwargs", "preprocessing", "postprocess", "ood", "probability_calibration",
+    "prior_shift", "training", "site_calibration", "adaptation", "training_prior", "export",
+    "quantization", "metrics", "operating_points",
+)  # fmt: skip
+#: Fields that are text (or absent / null).
+_TEXT_FIELDS = (
+    "architecture", "kind", "encoder", "weights_dtype", "label_column", "threshold_method",
+    "name", "version",
+)  # fmt: skip
+#: Fields that are lists (or absent / null), and what each item must be.
+_LIST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "class_names": str, "views": str, "thresholds": (int, float), "decoder_channels": int,
+    "widths": int, "members": Mapping, "selection_sets": Mapping,
+    "training_thresholds": (int, float),
+}  # fmt: skip
+RESIZE_MODES = ("squash", "pad", "crop")
+
+
+def _check_types(d: Mapping[str, Any], source: str) -> None:
+    """Each known field has its JSON type: objects, text, lists of the right items, flags;
+    preprocessing's numbers are finite. A `CardError` names the field otherwise."""
+
+    def bad(field: str, want: str) -> CardError:
+        return CardError(f"{source}: field {field!r} must be {want}, got {d.get(field)!r}"[:300])
+
+    for key in _OBJECT_FIELDS:
+        if d.get(key) is not None and not isinstance(d[key], Mapping):
+            raise bad(key, "a JSON object")
+    for key in _TEXT_FIELDS:
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise bad(key, "text")
+    for key in ("tta_hflip", "view_head"):
+        if d.get(key) is not None and not isinstance(d[key], bool):
+            raise bad(key, "true or false")
+    for key, item in _LIST_FIELDS.items():
+        value = d.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(
+            isinstance(v, item) and not isinstance(v, bool) for v in value
+        ):
+            raise bad(key, "a list")
+    pre = d.get("preprocessing") or {}
+    for key in ("resize_mode", "channels", "crop", "normalization", "output"):
+        nullable = key == "crop"  # no crop: the whole film
+        if key in pre and not isinstance(pre[key], str) and not (nullable and pre[key] is None):
+            raise CardError(f"{source}: field 'preprocessing.{key}' must be text")
+    if "resize_mode" in pre and pre["resize_mode"] not in RESIZE_MODES:
+        raise CardError(
+            f"{source}: field 'preprocessing.resize_mode' must be one of {RESIZE_MODES}"
+        )
+    for key in ("input_range", "mean", "std"):
+        values = pre.get(key)
+        if values is not None and (
+            not isinstance(values, list) or not values or not all(_finite(v) for v in values)
+        ):
+            raise CardError(f"{source}: field 'preprocessing.{key}' must be finite numbers")
 
 
 def _parse(d: dict[str, Any], source: str) -> ModelCard:

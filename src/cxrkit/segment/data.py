@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from cxrkit.data.table import LABELS_CSV, LabelTable, Record
-from cxrkit.errors import DatasetError
+from cxrkit.errors import DatasetError, ImageReadError
 
 MASK_COLUMN = "mask"
 
@@ -61,12 +61,23 @@ def read_csv_rows(path: Path, needed: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A mask PNG as bool (non-zero = lung); resized (nearest) to `shape` when given."""
-    with Image.open(path) as im:
-        im = im.convert("L")
-        if shape is not None and im.size != (shape[1], shape[0]):
-            im = im.resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-        return np.asarray(im) > 127
+    """A mask PNG as bool (non-zero = lung); resized (nearest) to `shape` when given.
+
+    A file that is not a readable image raises `ImageReadError` naming the mask."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            if shape is not None and im.size != (shape[1], shape[0]):
+                im = im.resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+            mask = np.asarray(im) > 127
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # PIL raises many types on a hostile file (and bombs)
+        reason = f"not a readable mask image ({type(exc).__name__}: {exc})"
+        raise ImageReadError(path, reason) from exc
+    if mask.ndim != 2:
+        raise ImageReadError(path, f"a mask must be a 2-D image, got shape {mask.shape}")
+    return mask
 
 
 def read_pair(
