@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from cxrkit.classifier.dataset import CXRDataset, collate_skip_bad
 from cxrkit.data.augment import build_augmentation_from_dict
 from cxrkit.data.balance import class_weights, sample_weights
-from cxrkit.data.cache import file_sha256
+from cxrkit.data.cache import default_cache_dir, file_sha256
 from cxrkit.data.identity import dataset_name, portable_paths
 from cxrkit.data.splits import make_splits, read_split_csv, write_split_csv
 from cxrkit.data.table import LabelTable, load_table
@@ -42,13 +42,6 @@ from cxrkit.train.streaming import stream_batches
 
 log = logging.getLogger("cxrkit.train")
 MODEL_NAME = "model.safetensors"
-
-
-def default_cache_dir() -> Path:
-    """`$CXR_CACHE_DIR`, else `~/.cache/cxrkit`: decoded films and CNN codes live here."""
-    import os
-
-    return Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxrkit"))
 
 
 def train(
