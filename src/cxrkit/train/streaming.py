@@ -108,6 +108,13 @@ class EpochMix:
         if self.reference is None:
             return
         gap = mix_departure(mix, self.reference)
+        log.info(
+            "epoch %d: streamed class mix %s, the set's %s: %.1f points apart",
+            self.epoch,
+            format_mix(self.class_names, mix),
+            format_mix(self.class_names, self.reference),
+            gap,
+        )
         if gap > self.tolerance:
             log.warning(
                 "epoch %d: the streamed class mix (%s) departs from the set's (%s) by %.1f "
