@@ -1297,6 +1297,100 @@ def pacs_faults_section(inp: Inputs) -> Section:
     )
 
 
+def pacs_fuzz_section(inp: Inputs) -> Section:
+    """Fuzzed DICOM films stored in a real Orthanc through `cxr pacs run`'s loop (issue 28)."""
+    d = inp.json("pacs_fuzz.json")
+    o, up, st, server = d["outcomes"], d["uploads"], d["settings"], d["server"]
+    checks = d["results_on_server"]
+    zero = ("loop_crashes", "hangs", "non_finite_outputs", "duplicate_srs", "no_outcome")
+    clean = not any(d[k] for k in zero) and not o["retry_left"]
+    summary = (
+        f"**Result.** {num(d['cases'])} fuzzed DICOM films stored into a real Orthanc and run "
+        f"through the loop of `cxr pacs run`: {d['loop_crashes']} loop crashes, {d['hangs']} "
+        f"hangs, {d['non_finite_outputs']} non-finite outputs, {d['duplicate_srs']} duplicate "
+        f"SRs, {o['no_outcome']} stored films without an outcome"
+        + ("" if clean else " (open findings: see the tables)")
+        + f". Orthanc refused {num(up['refused_by_the_server'])} uploads (they never reach "
+        f"the loop); of the {num(d['stored_films'])} films it stored, {num(o['done'])} got "
+        f"an SR and an overlay, {num(o['failed'])} failed with a reason, {o['quarantined']} "
+        f"were quarantined, {o['retry_left']} are left to retry and {o['not_listed']} are "
+        "outside the loop's CR/DX query (the mutation changed the modality Orthanc indexed). "
+        f"{num(d['wall_s'])} s in all (loaded)."
+    )
+    load = d["load_avg"]
+    protocol = Protocol(
+        chosen_on="nothing: a robustness check",
+        scored_on=(
+            f"{num(d['cases'])} cases mutated from {len(d['seeds'])} DICOM seed films by the "
+            "film fuzzer (DICOM tags, cut pixel data, byte-level), each with its own SOP "
+            f"Instance, series and study UIDs and a CR or DX class; Orthanc {server['orthanc']} "
+            f"with its DICOMweb plugin {server['orthanc_dicomweb']}; films stored "
+            f"{num(st['batch'])} at a time, each batch followed by loop passes until one found "
+            f"nothing to do ({d['passes']} passes); a random-init small CNN; decode timeout "
+            f"{num(st['decode_timeout_s'])} s and memory cap {num(st['decode_memory_mb'])} MB "
+            f"(the defaults), --max-tries {st['max_tries']}; a hang: no film finished in "
+            f"{num(st['stall_timeout_s'])} s"
+        ),
+        seeds=f"seed {st['seed']} (case by case reproducible); model seed 0",
+        machine=machine_of(d["machine"]),
+        load=(
+            f"loaded (1-min load {num(load['start'][0], 1)} -> {num(load['end'][0], 1)}, "
+            f"other jobs shared the cores); {num(d['upload_s'])} s of uploads, "
+            f"{num(d['loop_s'])} s in the loop, slowest film {num(d['slowest_film_s'], 1)} s"
+        ),
+        command=(
+            f"`python benchmarks/pacs_fuzz.py` ({num(d['cases'])} cases, seed {st['seed']}; "
+            "`tests/test_pacs_fuzz.py` runs 40 in CI)"
+        ),
+        files=[res("pacs_fuzz.json")],
+    )
+    films = [
+        ["refused by the server (never reach the loop)", num(up["refused_by_the_server"])],
+        ["done: SR + overlay stored", num(o["done"])],
+        ["failed, with the reason", num(o["failed"])],
+        ["quarantined", num(o["quarantined"])],
+        ["left to retry", num(o["retry_left"])],
+        ["not listed (not CR/DX in the server's index)", num(o["not_listed"])],
+        ["stored, without an outcome", num(o["no_outcome"])],
+    ]
+    rows, srs = d["rows"], d["srs_read_back"]
+    checked = [
+        ["exceptions out of `run_once` (loop crashes)", num(d["loop_crashes"])],
+        ["hangs", num(d["hangs"])],
+        [f"rows the loop predicted ({num(rows['predicted'])}) not finite", num(rows["non_finite"])],
+        [
+            f"stored SRs read back ({num(srs['read'])}) not finite, or not the row's",
+            num(srs["non_finite"] + srs["mismatch"] + srs["unreadable"]),
+        ],
+        [
+            f"sources with a second SR (QIDO-RS: {num(checks['srs_on_server'])} SRs, "
+            f"{num(checks['overlays_on_server'])} overlays on the server)",
+            num(checks["sources_with_two_srs"]),
+        ],
+        ["done films whose SR or overlay is missing",
+         num(checks["missing_srs"] + checks["missing_overlays"])],
+        ["SRs or overlays of films not done",
+         num(checks["orphan_srs"] + checks["orphan_overlays"])],
+    ]  # fmt: skip
+    reasons = [[k, num(n)] for k, n in d["failure_kinds"].items()]
+    details = [
+        [key.split(": ", 1)[1][:110].replace("|", "/"), num(n)]
+        for key, n in d["top_details"].items()
+    ]
+    return Section(
+        "PACS loop fuzzing",
+        protocol,
+        [
+            summary,
+            table(["stored film's outcome", "films"], films),
+            table(["checked (each must be 0)", "count"], checked),
+            table(["outcome: reason", "films"], reasons),
+            "Leading failure details (numbers and UIDs blurred):\n\n"
+            + table(["detail", "films"], details),
+        ],
+    )
+
+
 def streaming_section(inp: Inputs) -> Section:
     """Training from class-sorted data's WebDataset shards vs from the folder (issue 28)."""
     d = inp.json("streaming.json")
@@ -1390,6 +1484,7 @@ def build(inp: Inputs) -> tuple[str, str]:
         serve_section(inp),
         soak_section(inp),
         pacs_faults_section(inp),
+        pacs_fuzz_section(inp),
         streaming_section(inp),
     ]
     page = "\n\n".join([PAGE_INTRO, *(s.markdown() for s in sections)]) + "\n"
