@@ -284,3 +284,33 @@ def test_run_once_records_every_outcome_and_bounds_the_tries(tmp_path: Path) -> 
     assert fourth.retried == 2 and store.get(hang).tries == 1  # type: ignore[union-attr]
     assert server.stows == 2  # nothing stored twice
     store.close()
+
+
+def test_a_film_fetched_but_not_writable_is_reported_as_such(tmp_path: Path) -> None:
+    """Found by the PACS fuzz run: a film the server returns but pydicom cannot write back
+    (e.g. an empty transfer syntax) failed as 'could not retrieve it'; it is a failed film
+    with the right reason, and the loop goes on."""
+    import numpy as np
+    import pydicom
+
+    from cxrkit.pacs import PacsClient, ProcessedStore, RetryPolicy, run_once
+    from dicom_factory import make_dataset
+
+    class Unwritable(pydicom.Dataset):
+        def save_as(self, *args: Any, **kwargs: Any) -> None:
+            raise AttributeError("'str' object has no attribute 'is_private'")
+
+    ds = make_dataset(np.zeros((32, 32), np.uint8), modality="DX", SeriesInstanceUID="1.2.9",
+                      StudyInstanceUID=pydicom.uid.generate_uid())  # fmt: skip
+    bad = Unwritable(ds)
+    bad.file_meta = ds.file_meta
+    server = _Server({bad.SOPInstanceUID: bad})
+    store = ProcessedStore(tmp_path / "state.sqlite")
+    lines: list[str] = []
+    summary = run_once(PacsClient(server, RetryPolicy(attempts=1)), _Writer, store,
+                       modalities=["DX"], pool=_Pool(), log=lines.append)  # fmt: skip
+    assert summary.done == 0 and server.stows == 0
+    assert any("retrieved, but not a writable DICOM file" in line for line in lines), lines
+    assert not any("could not retrieve" in line for line in lines)
+    assert store.get(str(bad.SOPInstanceUID)).status == "failed"  # type: ignore[union-attr]
+    store.close()

@@ -331,15 +331,19 @@ class _OneFilm:
             return "stored by an earlier try"
         try:
             ds = self.pacs.retrieve(inst.study, inst.series, sop)
-            path = self.tmp / "film.dcm"
-            ds.save_as(path, enforce_file_format=True)
-            data = path.read_bytes()
         except ServerUnreachable:
             raise
         except PacsError as exc:
             raise _Failed(f"could not retrieve it ({exc})", exc.transient) from exc
         except Exception as exc:  # unparsable payloads
             raise _Failed(f"could not retrieve it (WADO-RS): {reason(exc)}", False) from exc
+        path = self.tmp / "film.dcm"
+        try:  # a header pydicom cannot write back (e.g. an empty transfer syntax)
+            ds.save_as(path, enforce_file_format=True)
+            data = path.read_bytes()
+        except Exception as exc:
+            why = f"retrieved, but not a writable DICOM file: {reason(exc)}"
+            raise _Failed(why, False) from exc
         self.store.stage(sop, "decode")
         try:
             image, _ = self.pool.decode(data, str(path))
