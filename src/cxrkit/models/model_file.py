@@ -1,16 +1,20 @@
-"""One self-describing model file: safetensors weights plus a JSON card, no pickled code."""
+"""One self-describing model file: safetensors weights plus a JSON card, no pickled code.
+
+Reading a card (`read_card`) imports no torch: `cxr predict --runtime onnx` starts without it.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cxrkit.card import CARD_KEY, FORMAT_VERSION, ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.io.atomic import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CARD_KEY", "FORMAT_VERSION", "MODEL_SUFFIX", "save_model_file", "read_card"]
 MODEL_SUFFIX = ".safetensors"
@@ -29,6 +33,7 @@ def save_model_file(
     """Write `model`'s weights (a module or its packed state dict), `extra_tensors` (names
     under `EXTRA_PREFIXES`) and `card` atomically to `path`. A card given as JSON is
     validated first (`ModelCard.from_dict`): an invalid card is never written."""
+    import torch
     from safetensors.torch import save
 
     card = ModelCard.from_dict(card, source=str(path)).to_dict()
@@ -46,6 +51,8 @@ def provenance() -> dict[str, Any]:
     """When and with which versions a model was made (for its card)."""
     import platform
     from datetime import datetime, timezone
+
+    import torch
 
     from cxrkit.version import __version__
 
@@ -72,7 +79,7 @@ def read_card_json(path: str | Path) -> dict[str, Any]:
 
     path = find_model_file(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types on bad headers
         raise ModelFileError(f"{path}: not a cxrkit model file ({exc})") from exc
@@ -90,14 +97,9 @@ OTHER_TASKS = {
 }
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, ModelCard]:
-    """Rebuild the network described by the card and load its weights; returns (model, card)."""
-    from safetensors.torch import load_file
-
-    from cxrkit.models import create_model
-
-    path = find_model_file(path)
-    card = read_card(path)
+def check_classifier_card(path: Path, card: ModelCard) -> ModelCard:
+    """`card` when it describes a classifier network; `ModelFileError` naming the command
+    for a lung or polarity model, or for a card without an architecture."""
     other = OTHER_TASKS.get(card.task)
     if other:
         raise ModelFileError(
@@ -105,6 +107,17 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
         )
     if not card.architecture:
         raise ModelFileError(f"{path}: model card lacks 'architecture'")
+    return card
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, ModelCard]:
+    """Rebuild the network described by the card and load its weights; returns (model, card)."""
+    from safetensors.torch import load_file
+
+    from cxrkit.models import create_model
+
+    path = find_model_file(path)
+    card = check_classifier_card(path, read_card(path))
     model = create_model(
         card.architecture,
         num_classes=len(card.class_names),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.card import ModelCard
+from cxrkit.models.outputs import OOD_WARNING, ood_fields  # noqa: F401  (their torch-free home)
 
 #: Prefix of the reference's tensors inside a model file (kept apart from the network's).
 TENSOR_PREFIX = "ood."
@@ -182,19 +182,3 @@ class ScoredClassifier(torch.nn.Module):
         """Logits (B, C) and OOD scores (B,) of films (B, 1, S, S) in [0, 1]."""
         feats = self.net.features(x)
         return self.net.head(feats), self.scorer(feats)
-
-
-def ood_fields(score: float | None, card: ModelCard) -> dict[str, Any]:
-    """`out_of_distribution` / `ood_score` for an output row (None when the model has none)."""
-    threshold = card.screening.ood_threshold
-    if score is None or threshold is None:
-        return {"out_of_distribution": None, "ood_score": None}
-    if not np.isfinite(score):  # features that are not numbers are as far as it gets
-        return {"out_of_distribution": True, "ood_score": None}
-    return {
-        "out_of_distribution": bool(score > threshold),
-        "ood_score": round(float(score), 4),
-    }
-
-
-OOD_WARNING = "out of distribution: unlike the films this model was trained on"

@@ -5,23 +5,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from cxrkit.card import ModelCard
+from cxrkit.card.decision import is_probability_row
 from cxrkit.errors import ModelFileError, ModelOutputError
-from cxrkit.models.inference import is_probability_row
-from cxrkit.polarity.net import (
-    CLASSES,
-    LATERAL,
-    NEGATIVE,
-    NOT_CXR,
-    POSITIVE,
-    PolarityNet,
-    fuse_for_inference,
-)
+from cxrkit.polarity.classes import CLASSES, LATERAL, NEGATIVE, NOT_CXR, POSITIVE
+
+if TYPE_CHECKING:
+    import torch
+
+    from cxrkit.polarity.net import PolarityNet
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "polarity"
 DEFAULT_MODEL = ASSET_DIR / "polarity.safetensors"
@@ -37,7 +33,7 @@ class PolarityModel:
     p(lateral view), an independent sigmoid.
     """
 
-    net: torch.nn.Module
+    net: Any  # torch.nn.Module (a `ScreenGraph` runs an ONNX graph instead)
     card: ModelCard
     path: Path | None = None
     input_size: int = field(init=False)
@@ -65,18 +61,20 @@ class PolarityModel:
         """p(lateral) at or above which a chest film is called a lateral view."""
         return self.operating_point("lateral", 0.5)
 
-    @torch.inference_mode()
     def probs(self, films: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """(N, 4) for films (N, S, S) or (N, 1, S, S) in [0, 1]: class softmax, p(lateral)."""
+        import torch
+
         x = torch.as_tensor(films, dtype=torch.float32)
         if x.ndim == 3:
             x = x.unsqueeze(1)
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected films (N, S, S) or (N, 1, S, S), got {tuple(x.shape)}")
         out = []
-        for start in range(0, len(x), batch_size):
-            chunk = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
-            out.append(logits_to_probs(self.net(chunk)))
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                chunk = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+                out.append(logits_to_probs(self.net(chunk)))
         if not out:
             return np.zeros((0, len(CLASSES) + 1), np.float32)
         return torch.cat(out).numpy()
@@ -96,8 +94,20 @@ class PolarityModel:
 
 def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
     """(B, 4) logits -> class softmax over the first three columns, sigmoid of the view logit."""
+    import torch
+
     return torch.cat(
         [torch.softmax(logits[:, :LATERAL], dim=1), torch.sigmoid(logits[:, LATERAL:])], dim=1
+    )
+
+
+def logits_to_probs_np(logits: np.ndarray) -> np.ndarray:
+    """`logits_to_probs` in numpy (no torch): the same columns, to about 1 float32 ulp."""
+    from cxrkit.models.outputs import logits_to_probs_np as columns
+
+    x = np.asarray(logits, dtype=np.float32)
+    return np.concatenate(
+        [columns(x[:, :LATERAL], "multiclass"), columns(x[:, LATERAL:], "multilabel")], axis=1
     )
 
 
@@ -163,11 +173,39 @@ def _load_default() -> PolarityModel:
 
 
 def _load(path: Path) -> PolarityModel:
+    import torch
     from safetensors.torch import load_file
 
-    from cxrkit.models.model_file import find_model_file, read_card
+    from cxrkit.polarity.net import PolarityNet, fuse_for_inference
 
-    path = find_model_file(path)
+    card = read_polarity_card(path)
+    path = find_polarity_file(path)
+    net = PolarityNet(widths=card.network.widths)
+    try:
+        net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the polarity network ({exc})") from exc
+    fused = fuse_for_inference(net).to(memory_format=torch.channels_last)
+    return PolarityModel(fused, card, path)
+
+
+def find_polarity_file(path: str | Path | None = None) -> Path:
+    """The polarity model file at `path` (a file or run folder); the shipped one for None."""
+    from cxrkit.models.model_file import find_model_file
+
+    if path is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelFileError(f"{DEFAULT_MODEL}: the shipped polarity model is missing")
+        return DEFAULT_MODEL
+    return find_model_file(path)
+
+
+def read_polarity_card(path: str | Path | None = None) -> ModelCard:
+    """The checked card of a polarity model file (no weights, no torch); `ModelFileError`
+    when it is no polarity model or predates the view head."""
+    from cxrkit.models.model_file import read_card
+
+    path = find_polarity_file(path)
     card = read_card(path)
     if card.architecture != ARCHITECTURE or card.network.widths is None:
         raise ModelFileError(f"{path}: not a polarity model ({card.architecture!r})")
@@ -176,10 +214,4 @@ def _load(path: Path) -> PolarityModel:
             f"{path}: a polarity model without the frontal/lateral view head (made before "
             "cxrkit learned views); retrain it with `cxr polarity train`"
         )
-    net = PolarityNet(widths=card.network.widths)
-    try:
-        net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the polarity network ({exc})") from exc
-    fused = fuse_for_inference(net).to(memory_format=torch.channels_last)
-    return PolarityModel(fused, card, path)
+    return card

@@ -11,10 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CLASSES: tuple[str, ...] = ("positive", "negative", "not_cxr")
-POSITIVE, NEGATIVE, NOT_CXR = range(3)
-LATERAL = 3  # column of the view logit / p(lateral) after the three class columns
-VIEWS: tuple[str, ...] = ("frontal", "lateral")
+from cxrkit.polarity.classes import (  # noqa: F401  (the columns, re-exported)
+    CLASSES,
+    LATERAL,
+    NEGATIVE,
+    NOT_CXR,
+    POSITIVE,
+    VIEWS,
+)
 
 
 def conv_bn(in_chans: int, out_chans: int, stride: int, kernel: int = 3) -> nn.Sequential:

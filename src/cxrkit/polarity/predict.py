@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cxrkit.errors import ImageReadError, ModelOutputError
 from cxrkit.io import read_image
@@ -141,7 +140,6 @@ def fix_paths(
     return rows
 
 
-@torch.inference_mode()
 def screen_films(films: np.ndarray, model: PolarityModel | None = None) -> list[dict[str, Any]]:
     """`polarity_row` for films already squashed to the model's input size (N, S, S)."""
     model = model or load_polarity_model()
