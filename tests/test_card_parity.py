@@ -51,13 +51,20 @@ def test_numbers_equal_the_fixture(
 ) -> None:
     expected = fixture[section]
     assert sorted(got[section]) == sorted(expected)
-    tol = card_parity.SECTION_TOL[section]
     problems = [
         f"{key}: {p}"
         for key in sorted(expected)
-        for p in card_parity.compare(expected[key], got[section][key], tol, skip)
+        for p in card_parity.compare(expected[key], got[section][key], _tol(section, key), skip)
     ]
     assert not problems, f"{section}: {len(problems)} difference(s)\n" + "\n".join(problems[:25])
+
+
+def _tol(section: str, key: str) -> float:
+    """The section's tolerance; float metrics of a graph runtime to 1e-6: since issue 29 its
+    softmax is numpy's (no torch on that path), within one float32 ulp of torch's, which
+    moves ECE-like sums by ~1e-7. Labels and decisions are still compared exactly."""
+    tol = card_parity.SECTION_TOL[section]
+    return max(tol, 1e-6) if key.endswith("/onnx") else tol
 
 
 def test_fixture_exercises_thresholds_and_calibrate_outcomes(fixture: dict[str, Any]) -> None:

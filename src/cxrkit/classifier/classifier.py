@@ -16,17 +16,19 @@ heat, info = clf.explain(read_image("film.png")[0])       # on the very input pr
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from cxrkit.card import ModelCard
 from cxrkit.classifier.films import FilmPrep
+from cxrkit.classifier.graph_cache import export_record
 from cxrkit.classifier.runtimes import RUNTIMES, check_runtime, get_runtime
 from cxrkit.classifier.screen import (
     Screening,
@@ -37,14 +39,16 @@ from cxrkit.classifier.screen import (
 )
 from cxrkit.errors import ModelFileError, ModelOutputError
 from cxrkit.io.film import as_film
-from cxrkit.models.inference import logits_to_probs, resolve_device
-from cxrkit.models.ood import OOD_WARNING, FeatureReference, ScoredClassifier, ood_fields
+from cxrkit.models.outputs import OOD_WARNING, logits_to_probs_np, ood_fields
 
 if TYPE_CHECKING:
+    import torch
+
     from cxrkit.classifier.onnx_runtime import OnnxModel
     from cxrkit.classifier.runtimes import OpenVinoModel
+    from cxrkit.models.ood import FeatureReference
 
-__all__ = ["INT8_FILE", "RUNTIMES", "Classifier", "FilmInput"]
+__all__ = ["INT8_FILE", "RUNTIMES", "Classifier", "FilmInput", "export_record"]
 #: The int8 graph `cxr export --format onnx-int8` writes beside a run's model file.
 INT8_FILE = "model.int8.onnx"
 #: A film to predict: a path (file, folder or glob) or an image array.
@@ -65,8 +69,8 @@ class Classifier:
         net: torch.nn.Module | OnnxModel | OpenVinoModel,
         card: ModelCard | dict[str, Any],
         *,
-        reference: FeatureReference | None = None,
-        torch_net: torch.nn.Module | None = None,
+        reference: FeatureReference | Callable[[], FeatureReference | None] | None = None,
+        torch_net: torch.nn.Module | Callable[[], torch.nn.Module] | None = None,
         device: str | torch.device | None = None,
         path: str | Path | None = None,
     ) -> None:
@@ -75,24 +79,61 @@ class Classifier:
             raise ModelFileError(f"{path or 'model'}: a {self.card.task} model, not a classifier")
         self.decision = self.card.require_decision()
         self.path = None if path is None else Path(path)
-        self.reference = reference
         self.onnx: OnnxModel | OpenVinoModel | None = None  # the graph runtime, if any
-        if isinstance(net, torch.nn.Module):
-            self.net: torch.nn.Module | None = net
-        else:
-            self.onnx, self.net = net, torch_net  # the torch net (if any) serves explain
-        if device is None:
-            params = next(iter(self.net.parameters()), None) if self.net is not None else None
-            device = params.device if params is not None else "cpu"
-        self.device = resolve_device(str(device))
-        self.preparation = FilmPrep.from_card(self.card)
         self._module: torch.nn.Module | None = None
-        if self.net is not None:
-            self.net = self.net.to(self.device).eval()
-            module = self.net if reference is None else ScoredClassifier(self.net, reference)
-            self._module = module.eval().to(memory_format=torch.channels_last)
         self._cam_net: torch.nn.Module | None = None  # a copy: CAM hooks a layer
         self._cam_lock = threading.Lock()
+        self.preparation = FilmPrep.from_card(self.card)
+        if _is_torch_module(net):
+            self._set_torch(net, reference, device)  # type: ignore[arg-type]
+        else:
+            # A graph runtime: no torch until `net` (explain, export) or `reference` is read;
+            # callables load them then.
+            self.onnx = net  # type: ignore[assignment]
+            self._net, self._reference = torch_net, reference
+            self.device = "cpu" if device is None else device
+
+    def _set_torch(
+        self, net: torch.nn.Module, reference: Any, device: str | torch.device | None
+    ) -> None:
+        import torch
+
+        from cxrkit.models.inference import resolve_device
+        from cxrkit.models.ood import ScoredClassifier
+
+        reference = reference() if callable(reference) else reference
+        self._reference = reference
+        if device is None:
+            params = next(iter(net.parameters()), None)
+            device = params.device if params is not None else "cpu"
+        self.device = resolve_device(str(device))
+        self._net = net.to(self.device).eval()
+        module = self._net if reference is None else ScoredClassifier(self._net, reference)
+        self._module = module.eval().to(memory_format=torch.channels_last)
+
+    @property
+    def net(self) -> torch.nn.Module | None:
+        """The torch network (None for a graph alone); a graph runtime loads it from the
+        model file on first use (explain, export), importing torch only then."""
+        if callable(self._net) and not _is_torch_module(self._net):
+            self._net = self._net()
+        return self._net  # type: ignore[return-value]
+
+    @net.setter
+    def net(self, value: torch.nn.Module | None) -> None:
+        self._net = value
+
+    @property
+    def reference(self) -> FeatureReference | None:
+        """The model file's out-of-distribution feature reference (None when it has none;
+        an exported graph computes the score itself)."""
+        if callable(self._reference):
+            self._reference = self._reference()
+        return self._reference
+
+    @reference.setter
+    def reference(self, value: FeatureReference | None) -> None:
+        self._reference = value
 
     # ---- loading ---------------------------------------------------------------------
 
@@ -128,22 +169,27 @@ class Classifier:
             onnx_file = p / "model.onnx" if in_run_dir else p
             graph = _open_graph(onnx_file, runtime, threads)
             return cls(graph, graph.card, path=onnx_file)
-        from cxrkit.models.model_file import find_model_file, load_model_file
-        from cxrkit.models.ood import load_feature_reference
+        from cxrkit.models.model_file import check_classifier_card, find_model_file, read_card
 
         p = find_model_file(p)
-        net, card = load_model_file(p)
-        reference = load_feature_reference(p)
+        card = check_classifier_card(p, read_card(p))
         if runtime == "torch":
-            return cls(net, card, reference=reference, device=device, path=p)
+            from cxrkit.models.model_file import load_model_file
+            from cxrkit.models.ood import load_feature_reference
+
+            net, card = load_model_file(p)
+            return cls(net, card, reference=load_feature_reference(p), device=device, path=p)
         from cxrkit.classifier.graph_cache import cached_graph
-        from cxrkit.classifier.onnx_export import export_model_onnx
 
-        scored = net if reference is None else ScoredClassifier(net, reference)
+        def export(target: Path, sha: str) -> Path:  # only when no graph is cached: torch
+            from cxrkit.classifier.onnx_export import export_model_onnx
+            from cxrkit.models.model_file import load_model_file
+            from cxrkit.models.ood import ScoredClassifier, load_feature_reference
 
-        def export(target: Path, sha: str) -> Path:
-            graph_card = card.merged(export=export_record(p, sha))
-            return export_model_onnx(scored, graph_card, target)
+            net, _ = load_model_file(p)
+            reference = load_feature_reference(p)
+            scored = net if reference is None else ScoredClassifier(net, reference)
+            return export_model_onnx(scored, card.merged(export=export_record(p, sha)), target)
 
         onnx_path, sha = cached_graph(p, export)
         graph = _open_graph(onnx_path, runtime, threads)
@@ -151,13 +197,19 @@ class Classifier:
             onnx_path.unlink(missing_ok=True)
             onnx_path, _ = cached_graph(p, export, sha)
             graph = _open_graph(onnx_path, runtime, threads)
-        return cls(graph, card, reference=reference, torch_net=net, device="cpu", path=p)
+        return cls(
+            graph,
+            card,
+            reference=lambda: _load_reference(p),
+            torch_net=lambda: _load_net(p),
+            path=p,
+        )
 
     @classmethod
     def _load_int8(cls, p: Path, *, threads: int | None) -> Classifier:
         """The int8 graph of `p` (the .onnx file itself, or `model.int8.onnx` beside the model
         file / in the run directory), with the torch network for `explain` when it is there."""
-        from cxrkit.models.model_file import find_model_file, load_model_file
+        from cxrkit.models.model_file import find_model_file
 
         folder = p if p.is_dir() else p.parent
         int8 = p if p.suffix.lower() == ".onnx" else folder / INT8_FILE
@@ -184,8 +236,8 @@ class Classifier:
                     f"changed, or the graph predates this check); make it again with `cxr "
                     f"export {model_file} out={int8} format=onnx-int8 calibration=TRAINING_DATA`"
                 )
-            torch_net, _ = load_model_file(model_file)
-        return cls(graph, graph.card, torch_net=torch_net, device="cpu", path=int8)
+            torch_net = functools.partial(_load_net, model_file)
+        return cls(graph, graph.card, torch_net=torch_net, path=int8)
 
     # ---- the card ----------------------------------------------------------------------
 
@@ -227,14 +279,19 @@ class Classifier:
     def outputs(self, films: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (B, C) after the card's calibration, OOD scores (B,) or None)
         for prepared films (B, S, S) or (B, 1, S, S)."""
-        x = torch.as_tensor(films, dtype=torch.float32)
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        if self.onnx is not None:
-            logits, scores = self.onnx.outputs(x.cpu().numpy())
-            probs = logits_to_probs(torch.from_numpy(logits), self.task).numpy()
+        if self.onnx is not None:  # numpy only: a graph runtime imports no torch
+            x = np.asarray(films, dtype=np.float32)
+            logits, scores = self.onnx.outputs(x[:, None] if x.ndim == 3 else x)
+            probs = logits_to_probs_np(np.asarray(logits, dtype=np.float32), self.task)
         else:
+            import torch
+
+            from cxrkit.models.inference import logits_to_probs
+
             assert self._module is not None
+            x = torch.as_tensor(films, dtype=torch.float32)
+            if x.ndim == 3:
+                x = x.unsqueeze(1)
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             cuda = self.device.type == "cuda"
             with torch.inference_mode(), torch.autocast(self.device.type, enabled=cuda):
@@ -332,31 +389,31 @@ class Classifier:
     ) -> Iterator[dict[str, Any]]:
         """Rows in the order of `films`, streamed batch by batch (memory stays flat).
 
-        Films are read and prepared in DataLoader workers; with `screen`, rows also carry
+        Films are read and prepared in `num_workers` processes ahead of the network
+        (`cxrkit.classifier.pipeline`); with `screen`, rows also carry
         the screening columns (`not_cxr`, `polarity`, `view`, `p_lateral`, `warning`).
         `jpeg_draft` decodes JPEG files at a reduced DCT scale near the input size: faster
         on large JPEGs, with probabilities that move slightly (PNG and DICOM unchanged).
         """
-        from torch.utils.data import DataLoader
-
-        from cxrkit.classifier.films import FilmFiles, collate_films, film_name
+        from cxrkit.classifier.films import FilmFiles, film_name
+        from cxrkit.classifier.pipeline import prepared_batches
 
         draft = self.preparation.draft_side if jpeg_draft else None
-        dataset = FilmFiles(films, self.prepare, screen=screen, draft=draft)
-        loader = DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_films
-        )
+        graph = self.screens_on_graph
+        if screen:
+            screen_model(graph)  # loaded once, before the workers fork
+        dataset = FilmFiles(films, self.prepare, screen=screen, draft=draft, graph=graph)
         views = training_views(self.card)
-        for batch in loader:
+        for batch in prepared_batches(dataset, batch_size=batch_size, workers=num_workers):
             rows: dict[int, dict[str, Any]] = {
                 i: {"path": film_name(films, i), "error": err} for i, err in batch["errors"]
             }
             if batch["image"] is not None:
                 screens = None
                 if batch["screen"] is not None:
-                    screens = screen_films(batch["screen"], batch["rule"], views)
+                    screens = screen_films(batch["screen"], batch["rule"], views, graph=graph)
                 elif screen:  # asked for, but no screening model: the rows say so
-                    reason = screen_model()[1]
+                    reason = screen_model(graph)[1]
                     screens = [Screening(error=reason) for _ in batch["index"]]
                 names = [film_name(films, i) for i in batch["index"]]
                 got = self.rows(names, batch["image"], screens)
@@ -364,13 +421,19 @@ class Classifier:
             for i in batch["order"]:
                 yield rows[i]
 
+    @property
+    def screens_on_graph(self) -> bool:
+        """Whether films are screened by the screening net's ONNX graph (the graph
+        runtimes: no torch) rather than its torch network (the torch runtime)."""
+        return self.onnx is not None
+
     # ---- one film, all of it -------------------------------------------------------------
 
     def assess(self, image: np.ndarray, name: str = "array") -> tuple[dict[str, Any], Screening]:
         """Everything about one film in one forward pass: its output row (as `predict`)
         and its `Screening` (polarity, view, not-a-chest-film, out-of-distribution)."""
         film = as_film(image, name)
-        screening = screen_image(film, training_views(self.card))
+        screening = screen_image(film, training_views(self.card), graph=self.screens_on_graph)
         row = self.rows([name], self.prepare(film)[None], [screening])[0]
         return row, screening
 
@@ -426,7 +489,8 @@ class Classifier:
         film, box = self.preparation.with_box(film_image)
         probs, scores = self.outputs(film[None])
         score = None if scores is None else float(scores[0])
-        screening = screen_image(film_image, training_views(self.card)) if screen else None
+        views = training_views(self.card)
+        screening = screen_image(film_image, views, graph=self.screens_on_graph) if screen else None
         row = self._row(name, probs[0], score, screening)
         if "error" in row:
             return row, None, {}
@@ -455,7 +519,10 @@ class Classifier:
 
     def export_onnx(self, out: str | Path, *, opset: int = 17) -> tuple[Path, ModelCard]:
         """Write the network (and its OOD scorer) as ONNX to `out`; (path, card written)."""
+        import torch
+
         from cxrkit.classifier.onnx_export import export_model_onnx
+        from cxrkit.models.ood import ScoredClassifier
 
         if self.net is None:
             raise ModelFileError("export needs the torch model file (.safetensors)")
@@ -465,19 +532,26 @@ class Classifier:
         return export_model_onnx(module, card, out, opset=opset), card
 
 
-def export_record(
-    source: Path | None, sha256: str | None = None, *, opset: int = 17
-) -> dict[str, Any]:
-    """The card's `export` record of a graph made from the model file `source`: its name
-    and the sha256 of its bytes (so a graph is never paired with a changed model file)."""
-    record: dict[str, Any] = {"source": None if source is None else source.name, "opset": opset}
-    if source is not None and source.suffix.lower() == ".safetensors":
-        from cxrkit.data.cache import file_sha256
-
-        record["source_sha256"] = sha256 or file_sha256(source)
-    return record
-
-
 def _open_graph(path: Path, runtime: str, threads: int | None) -> OnnxModel | OpenVinoModel:
     """An ONNX file on the runtime's graph opener (onnxruntime for 'torch' too)."""
     return get_runtime("onnx" if runtime == "torch" else runtime).open_graph(path, threads)
+
+
+def _is_torch_module(obj: Any) -> bool:
+    """Whether `obj` is a torch module, without importing torch (a module needs it loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _load_net(model_file: Path) -> torch.nn.Module:
+    """The torch network of a model file (for explain and export), on the CPU."""
+    from cxrkit.models.model_file import load_model_file
+
+    return load_model_file(model_file)[0]
+
+
+def _load_reference(model_file: Path) -> FeatureReference | None:
+    """The feature reference stored in a model file (None when it has none)."""
+    from cxrkit.models.ood import load_feature_reference
+
+    return load_feature_reference(model_file)

@@ -1,4 +1,9 @@
-"""Films for a batch job: read (or taken as arrays) and prepared in DataLoader workers."""
+"""Films for a batch job: read (or taken as arrays) and prepared, one item per film.
+
+No torch here: `FilmFiles.item` (numpy) feeds `cxrkit.classifier.pipeline` (the graph
+runtimes never import torch); indexing a `FilmFiles` gives the same item with a torch
+tensor, for DataLoader users.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from cxrkit.card import ModelCard
 from cxrkit.errors import ImageReadError
@@ -59,11 +62,12 @@ def film_name(films: Sequence[Path | np.ndarray], i: int) -> str:
     return f"array[{i}]" if isinstance(film, np.ndarray) else str(film)
 
 
-class FilmFiles(Dataset):
+class FilmFiles:
     """Films prepared by `prepare` (a `Classifier.prepare`); a bad file yields its error.
 
     Items are paths or image arrays. With `screen`, items also carry the screening
-    model's input and the guard's rule verdict (`cxrkit.classifier.screen.screen_input`).
+    model's input and the guard's rule verdict (`cxrkit.classifier.screen.screen_input`;
+    `graph`: for the screening net's ONNX graph).
     `draft=N` decodes JPEG files at the smallest DCT scale that keeps N pixels a side.
     """
 
@@ -74,14 +78,26 @@ class FilmFiles(Dataset):
         *,
         screen: bool = False,
         draft: int | None = None,
+        graph: bool = False,
     ) -> None:
         self.films, self.prepare, self.screen = list(films), prepare, screen
-        self.draft = draft
+        self.draft, self.graph = draft, graph
 
     def __len__(self) -> int:
         return len(self.films)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        """`item(i)` with the image as a torch tensor (1, S, S) (a DataLoader dataset)."""
+        import torch
+
+        out = self.item(i)
+        if "image" in out:
+            out["image"] = torch.from_numpy(out["image"])[None]
+        return out
+
+    def item(self, i: int) -> dict[str, Any]:
+        """`{"index", "image"}` (the prepared film, (S, S) float32) plus `screen` and `rule`
+        when screening; `{"index", "error"}` for a film that cannot be read."""
         from cxrkit.classifier.screen import screen_input
 
         try:
@@ -95,18 +111,28 @@ class FilmFiles(Dataset):
             return {"index": i, "error": exc.reason}
         except Exception as exc:  # one odd file must not stop a batch job
             return {"index": i, "error": f"unexpected {type(exc).__name__}: {exc}"}
-        out = {"index": i, "image": torch.from_numpy(np.ascontiguousarray(film))[None]}
-        screened = screen_input(image) if self.screen else None
+        out = {"index": i, "image": np.ascontiguousarray(film, dtype=np.float32)}
+        screened = screen_input(image, graph=self.graph) if self.screen else None
         if screened is not None:
             out["screen"], out["rule"] = screened
         return out
 
 
 def collate_films(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good films; keep the bad ones' (index, error) aside; `order` is all indices."""
+    """Stack the good films; keep the bad ones' (index, error) aside; `order` is all indices.
+    Images stay what the items hold: torch tensors from `FilmFiles[i]`, arrays from `item`."""
     good = [it for it in items if "image" in it]
+    images = [it["image"] for it in good]
+    if images and isinstance(images[0], np.ndarray):
+        stacked: Any = np.stack(images)
+    elif images:
+        import torch
+
+        stacked = torch.stack(images)
+    else:
+        stacked = None
     return {
-        "image": torch.stack([it["image"] for it in good]) if good else None,
+        "image": stacked,
         "index": [it["index"] for it in good],
         "errors": [(it["index"], it["error"]) for it in items if "error" in it],
         "order": [it["index"] for it in items],

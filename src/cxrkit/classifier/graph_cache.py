@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cxrkit.data.cache import default_cache_dir, file_sha256
 
@@ -25,13 +26,18 @@ def graph_folders(model_file: Path) -> list[Path]:
 
 
 def cached_graph(
-    model_file: Path, export: Callable[[Path, str], Path], sha256: str | None = None
+    model_file: Path,
+    export: Callable[[Path, str], Path],
+    sha256: str | None = None,
+    *,
+    beside: bool = True,
 ) -> tuple[Path, str]:
     """(the graph of `model_file`, the model's sha256): the cached one when its key matches,
-    else `export(target, sha256)` writes it (atomically) into the first writable folder."""
+    else `export(target, sha256)` writes it (atomically) into the first writable folder.
+    `beside=False` uses the cache folder only (a model shipped inside the package)."""
     sha = sha256 or file_sha256(model_file)
     name = f"{model_file.stem}.{sha[:16]}.onnx"
-    folders = graph_folders(model_file)
+    folders = graph_folders(model_file)[0 if beside else 1 :]
     for folder in folders:
         if (folder / name).is_file():
             return folder / name, sha
@@ -39,7 +45,7 @@ def cached_graph(
         if not _writable(folder):  # a read-only model folder: the cache folder next
             continue
         path = export(folder / name, sha)
-        if folder == folders[0]:  # beside the model: its older graphs go
+        if folder.name == GRAPH_DIR:  # beside the model: its older graphs go
             for old in folder.glob(f"{model_file.stem}.*.onnx"):
                 if old.name != name:
                     old.unlink(missing_ok=True)
@@ -53,3 +59,14 @@ def _writable(folder: Path) -> bool:
     except OSError:
         return False
     return os.access(folder, os.W_OK)
+
+
+def export_record(
+    source: Path | None, sha256: str | None = None, *, opset: int = 17
+) -> dict[str, Any]:
+    """The card's `export` record of a graph made from the model file `source`: its name
+    and the sha256 of its bytes (so a graph is never paired with a changed model file)."""
+    record: dict[str, Any] = {"source": None if source is None else source.name, "opset": opset}
+    if source is not None and source.suffix.lower() == ".safetensors":
+        record["source_sha256"] = sha256 or file_sha256(source)
+    return record

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from cxrkit.card import ModelCard
 from cxrkit.errors import ModelFileError
 from cxrkit.models.model_file import CARD_KEY
+
+if TYPE_CHECKING:
+    import torch
 
 ONNX_SUFFIX = ".onnx"
 
@@ -74,6 +77,8 @@ class OnnxModel:
     def __call__(self, films: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Torch-module-like call: a CPU float tensor in; logits out, or (logits, OOD scores)
         like `ScoredClassifier` when the graph computes the score."""
+        import torch
+
         logits, scores = self.outputs(films.detach().cpu().numpy())
         if scores is None:
             return torch.from_numpy(logits)
@@ -105,6 +110,8 @@ def torch_onnx_max_diff(
     model: torch.nn.Module, onnx_path: str | Path, films: torch.Tensor
 ) -> float:
     """Largest absolute logit difference between the torch model and the ONNX file on `films`."""
+    import torch
+
     with torch.inference_mode():
         expected = model.float().eval()(films).numpy()
     got = OnnxModel(onnx_path).logits(films.numpy())

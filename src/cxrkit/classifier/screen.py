@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.card import ModelCard
-from cxrkit.models.ood import OOD_WARNING
+from cxrkit.models.outputs import OOD_WARNING
 
 log = logging.getLogger("cxrkit")
 
@@ -101,10 +101,15 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-@functools.lru_cache(maxsize=1)
-def screen_model() -> tuple[Any, str | None]:
-    """(the shipped screening model, None) or (None, why it cannot be used)."""
+@functools.lru_cache(maxsize=2)
+def screen_model(graph: bool = False) -> tuple[Any, str | None]:
+    """(the shipped screening model, None) or (None, why it cannot be used). `graph`: its
+    ONNX graph on onnxruntime (`ScreenGraph`, no torch), for the graph runtimes."""
     try:
+        if graph:
+            from cxrkit.classifier.screen_graph import load_screen_graph
+
+            return load_screen_graph(), None
         from cxrkit.polarity.model import load_polarity_model
 
         return load_polarity_model(), None
@@ -117,21 +122,26 @@ def screen_model() -> tuple[Any, str | None]:
 
 
 def screen_films(
-    films: np.ndarray, rules: list[str], views: tuple[str, ...] = DEFAULT_VIEWS
+    films: np.ndarray,
+    rules: list[str],
+    views: tuple[str, ...] = DEFAULT_VIEWS,
+    *,
+    graph: bool = False,
 ) -> list[Screening]:
     """Screen films already squashed to the screening model's input size (N, S, S).
 
     `rules` are `cxrkit.guard.rule_reason` of each full-size film ('' when none fired);
-    `views` are the classifier's training views (`training_views(card)`).
+    `views` are the classifier's training views (`training_views(card)`); `graph` screens
+    with the ONNX graph of the screening net (`screen_model(graph=True)`).
     """
-    model, reason = screen_model()
+    model, reason = screen_model(graph)
     if model is None:
         return [Screening(error=reason) for _ in rules]
     from cxrkit.errors import ModelOutputError
     from cxrkit.guard import guard_result
     from cxrkit.polarity.predict import polarity_row
 
-    with one_torch_thread():
+    with contextlib.nullcontext() if graph else one_torch_thread():
         probs = model.probs(films) if len(rules) else []
     out = []
     for p, rule in zip(probs, rules, strict=True):
@@ -167,21 +177,23 @@ def screen_films(
     return out
 
 
-def screen_image(image: np.ndarray, views: tuple[str, ...] = DEFAULT_VIEWS) -> Screening:
+def screen_image(
+    image: np.ndarray, views: tuple[str, ...] = DEFAULT_VIEWS, *, graph: bool = False
+) -> Screening:
     """Screen one full-size film (float (H, W) in [0, 1]); failures become `error`."""
     try:
-        prepared = screen_input(image)
+        prepared = screen_input(image, graph=graph)
         if prepared is None:
-            return Screening(error=screen_model()[1])
-        return screen_films(prepared[0][None], [prepared[1]], views)[0]
+            return Screening(error=screen_model(graph)[1])
+        return screen_films(prepared[0][None], [prepared[1]], views, graph=graph)[0]
     except Exception as exc:  # an optional check must not fail the prediction
         log.warning("screening failed: %s", exc)
         return Screening(error=f"screening failed ({type(exc).__name__}: {exc})")
 
 
-def screen_input(image: np.ndarray) -> tuple[np.ndarray, str] | None:
+def screen_input(image: np.ndarray, *, graph: bool = False) -> tuple[np.ndarray, str] | None:
     """(the film squashed for the screening model, its rule verdict); None without a model."""
-    model, _ = screen_model()
+    model, _ = screen_model(graph)
     if model is None:
         return None
     from cxrkit.guard import rule_reason
