@@ -153,13 +153,23 @@ class Classifier:
         directory holding `model.onnx`) as it is; a model file's graph is exported once and
         cached by the model's sha256 (`cxrkit.classifier.graph_cache`: beside the model
         file, else in the cache folder), so a changed model file never runs a stale graph
-        (its torch network stays loaded for `explain`); `workdir` is no longer used. An
+        (its torch network loads on first use, for `explain`); `workdir` is deprecated and
+        ignored (graphs are cached). An
         `.onnx` file is always ONNX. `runtime='openvino'` compiles the same graph with
         OpenVINO. `runtime='onnx-int8'` loads the calibrated int8 graph: an
         `.onnx` file written by `cxr export --format onnx-int8`, or `model.int8.onnx`
         beside the model file (`quantize_model` writes it). A runtime whose package is
         missing raises `RuntimeMissingError` naming the extra to install.
         """
+        if workdir is not None:
+            import warnings
+
+            warnings.warn(
+                "Classifier.load(workdir=...) is ignored: graphs are cached by the model's "
+                "sha256 (cxrkit.classifier.graph_cache)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         check_runtime(runtime)
         p = Path(path)
         if runtime == "onnx-int8":

@@ -2,19 +2,20 @@
 
 `prepared_batches` yields collated batches (`collate_films`, numpy images) in the order of
 the films while `workers` processes read the next ones, so decoding overlaps inference.
-At most `ahead` films are in flight, so memory stays flat however long the folder is.
-Workers are forked when the first batch is asked for (the film list and the preparation
-are inherited, not pickled); one that dies (a decoder crash) stops the job with an error
-naming the film, never a hang. No torch: the graph runtimes run through here without it.
+Worker k reads batches k, k + workers, k + 2 workers, ... and collates each itself (one
+message per batch); its queue holds at most `ahead` batches, so memory stays flat however
+long the folder is, and nothing in this process has to wake up to hand out work while the
+network holds the cores. Workers are forked when the first batch is asked for (the film
+list and the preparation are inherited, not pickled); one that dies (a decoder crash)
+stops the job with an error naming its batch, never a hang. No torch: the graph runtimes
+run through here without it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections import deque
+import queue
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from cxrkit.classifier.films import FilmFiles, collate_films, film_name
@@ -22,56 +23,87 @@ from cxrkit.errors import CxrkitError
 
 #: The films of the running job, inherited by forked workers (set before they start).
 _FILMS: FilmFiles | None = None
+#: Seconds between checks that a silent worker is still alive.
+_POLL_S = 0.5
 
 
 class DecodeWorkerDied(CxrkitError):
     """A worker process died while reading a film (e.g. a decoder crash)."""
 
 
-def _item(i: int) -> dict[str, Any]:
-    assert _FILMS is not None, "decode worker started without its films"
-    return _FILMS.item(i)
-
-
 def prepared_batches(
-    films: FilmFiles, *, batch_size: int = 32, workers: int = 2, ahead: int | None = None
+    films: FilmFiles, *, batch_size: int = 32, workers: int = 2, ahead: int = 2
 ) -> Iterator[dict[str, Any]]:
-    """Collated batches of `films` in order; items are read in `workers` processes
-    (0: in this one), at most `ahead` films (default: two batches per worker, at least
-    two batches) beyond the one being yielded."""
+    """Collated batches of `films` in order; batches are read in `workers` processes
+    (0: in this one), each at most `ahead` batches ahead of the network. Where processes
+    cannot be forked (Windows) films are read in this process."""
     n = len(films)
+    starts = list(range(0, n, batch_size))
+    if "fork" not in multiprocessing.get_all_start_methods():
+        workers = 0
+    workers = min(workers, len(starts))
     if workers <= 0 or n <= 1:
-        for start in range(0, n, batch_size):
-            yield collate_films([films.item(i) for i in range(start, min(n, start + batch_size))])
+        for start in starts:
+            yield _read_batch(films, start, batch_size)
         return
-    ahead = ahead or max(2 * batch_size, workers * batch_size * 2)
     global _FILMS
     _FILMS = films
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=min(workers, n), mp_context=context)
-    pending: deque[tuple[int, Future[dict[str, Any]]]] = deque()
-    submitted = 0
+    queues = [context.Queue(maxsize=max(1, ahead)) for _ in range(workers)]
+    procs = [
+        context.Process(
+            target=_work,
+            args=(k, workers, batch_size, queues[k]),
+            daemon=True,
+            name=f"cxr-read-{k}",
+        )
+        for k in range(workers)
+    ]
     try:
-        batch: list[dict[str, Any]] = []
-        for i in range(n):
-            while submitted < n and submitted < i + ahead:
-                pending.append((submitted, pool.submit(_item, submitted)))
-                submitted += 1
-            index, future = pending.popleft()
-            try:
-                batch.append(future.result())
-            except BrokenProcessPool as exc:
-                raise DecodeWorkerDied(
-                    f"a decode worker died reading {film_name(films.films, index)} or a film "
-                    "near it (a crashing decoder); run with num_workers=0 to find it"
-                ) from exc
-            if len(batch) == batch_size:
-                yield collate_films(batch)
-                batch = []
-        if batch:
-            yield collate_films(batch)
+        for proc in procs:
+            proc.start()
+        for b, start in enumerate(starts):
+            yield _next(queues[b % workers], procs[b % workers], films, start, batch_size)
     finally:
-        for _, future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+        for q in queues:
+            q.cancel_join_thread()
+            q.close()
         _FILMS = None
+
+
+def _read_batch(films: FilmFiles, start: int, batch_size: int) -> dict[str, Any]:
+    stop = min(len(films), start + batch_size)
+    return collate_films([films.item(i) for i in range(start, stop)])
+
+
+def _work(k: int, workers: int, batch_size: int, out: Any) -> None:
+    """Worker `k`: read its batches in order and queue them (blocks while the queue is full)."""
+    films = _FILMS
+    assert films is not None, "reader started without its films"
+    for start in range(k * batch_size, len(films), workers * batch_size):
+        out.put(_read_batch(films, start, batch_size))
+    out.close()
+    out.join_thread()  # everything written before the process exits
+
+
+def _next(
+    q: Any, proc: multiprocessing.process.BaseProcess, films: FilmFiles, start: int, size: int
+) -> dict[str, Any]:
+    """The next batch from worker `proc`'s queue; `DecodeWorkerDied` if it died first."""
+    while True:
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            if proc.exitcode is None:
+                continue  # still reading (a big film, or the cores are busy)
+            last = min(len(films), start + size) - 1
+            raise DecodeWorkerDied(
+                f"a decode worker died (exit code {proc.exitcode}) reading the films "
+                f"{film_name(films.films, start)} to {film_name(films.films, last)}; a "
+                "crashing decoder? run with num_workers=0 to find the film"
+            ) from None

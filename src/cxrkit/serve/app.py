@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -116,12 +115,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app serving `model_path` (model file, run directory or `.onnx` file).
 
-    Everything the server writes (an ONNX export, spooled uploads) stays in temporary
-    storage; the model is loaded once here, before the first request. Uploads are decoded
+    Spooled uploads stay in temporary storage; a model file's ONNX graph is the graph
+    cache's (`cxrkit.classifier.graph_cache`: exported once per model sha256); the model is
+    loaded once here, before the first request. Uploads are decoded
     in a `DecodePool` of `settings.decode_workers` processes (started on first use).
     """
     settings = settings or ServeSettings()
-    workdir = tempfile.TemporaryDirectory(prefix="cxrkit-serve-")
     decode_pool = (
         DecodePool(
             settings.decode_workers,
@@ -135,7 +134,6 @@ def create_app(
     predictor = FilmPredictor(
         model_path,
         runtime=runtime,
-        workdir=workdir.name,
         max_pixels=settings.max_pixels,
         preview_size=settings.preview_size,
         threads=threads,
@@ -151,7 +149,6 @@ def create_app(
         if decode_pool is not None:
             decode_pool.close()
             log.info("decode pool closed")
-        workdir.cleanup()
 
     # /docs and /redoc with Swagger UI / ReDoc served from the package, no CDN: hospital
     # servers often have no internet.

@@ -70,8 +70,8 @@ class FilmPredictor:
     """A `Classifier` (torch, or onnxruntime plus the torch net for CAM) behind the API.
 
     `model_path` is a model file, a run directory or an exported `.onnx` file (ONNX only:
-    no CAM). `runtime='onnx'` computes probabilities on onnxruntime, exporting a model
-    file into `workdir` (a temporary directory) first. With `decode_pool`, uploads are
+    no CAM). `runtime='onnx'` computes probabilities on onnxruntime (a model file's graph
+    from the graph cache, `cxrkit.classifier.graph_cache`). With `decode_pool`, uploads are
     decoded in its worker processes (memory and time limits); without, in this process.
     """
 
@@ -80,7 +80,6 @@ class FilmPredictor:
         model_path: str | Path,
         *,
         runtime: str = "torch",
-        workdir: str | Path | None = None,
         max_pixels: int = 50_000_000,
         preview_size: int = 512,
         threads: int | None = None,
@@ -88,9 +87,7 @@ class FilmPredictor:
     ) -> None:
         self.max_pixels, self.preview_size = max_pixels, preview_size
         self.decode_pool = decode_pool
-        self.classifier = Classifier.load(
-            model_path, runtime, device="cpu", threads=threads, workdir=workdir
-        )
+        self.classifier = Classifier.load(model_path, runtime, device="cpu", threads=threads)
         self.card = self.classifier.card
         self.runtime = self.classifier.runtime
         self.classes: list[str] = self.classifier.class_names
