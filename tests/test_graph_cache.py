@@ -88,6 +88,11 @@ def test_an_int8_graph_of_another_model_file_is_refused(tmp_path: Path) -> None:
     onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card)})
     onnx.save(proto, str(int8))
     assert Classifier.load(model, "onnx-int8").runtime == "onnx-int8"
+    # the graph file itself is paired with the model file its card names, beside it
+    by_graph = Classifier.load(int8, "onnx-int8")
+    assert by_graph.runtime == "onnx-int8" and by_graph.net is not None
     save_random_model(model, seed=2)
     with pytest.raises(ModelFileError, match="not made from model.safetensors as it is now"):
         Classifier.load(model, "onnx-int8")
+    with pytest.raises(ModelFileError, match="not made from model.safetensors as it is now"):
+        Classifier.load(int8, "onnx-int8")

@@ -232,10 +232,15 @@ class Classifier:
         if graph.card.provenance.quantization is None:
             raise ModelFileError(f"{int8}: not an int8 export (its card has no `quantization`)")
         torch_net = None
+        # the model file it was made from: the one given, else the card's `export.source`
+        # beside the graph (an .onnx file alone: probabilities, no CAM)
+        source = (graph.card.provenance.export or {}).get("source")
+        beside = folder / source if source else folder
+        candidate = beside if p.suffix.lower() == ".onnx" else p
         try:
-            model_file = find_model_file(folder if p.is_dir() else p)
+            model_file = find_model_file(candidate)
         except (ModelFileError, FileNotFoundError):
-            model_file = None  # an .onnx file alone: probabilities, no CAM
+            model_file = None
         if model_file is not None:
             from cxrkit.data.cache import file_sha256
 
