@@ -33,6 +33,7 @@ RUNTIMES = (
     ("openvino", "openvino", "model"),
     ("onnx-int8", "onnx-int8", "int8"),
     ("openvino-int8", "openvino", "int8"),  # OpenVINO running the same int8 (QDQ) graph
+    ("openvino-bf16", "openvino-bf16", "model"),  # fp32 graph, bfloat16 arithmetic
 )
 MAX_AUC_LOSS, MAX_ACCURACY_LOSS = 0.002, 0.005
 SETS = ("kermany_site", "internal test")

@@ -112,3 +112,25 @@ def test_int8_without_its_file_says_how_to_make_it(tmp_path: Path) -> None:
     int8 = tmp_path / "model.int8.onnx"
     printed = as_flags(str(err.value))  # as `cxr predict --runtime onnx-int8` prints it
     assert f"cxr export {model} --out {int8} --format onnx-int8 --calibration " in printed
+
+
+def test_openvino_bf16_is_asked_for_by_name_and_stays_near_fp32(tmp_path: Path) -> None:
+    """`openvino-bf16` runs the fp32 graph in bfloat16 only when named (plain `openvino`
+    stays f32), where the CPU has bf16; probabilities move only slightly."""
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(ModelFileError, match="no bfloat16"):
+            Classifier.load(save_random_model(tmp_path / "m.safetensors"), "openvino-bf16")
+        return
+    model = save_random_model(tmp_path / "model.safetensors")
+    bf16 = Classifier.load(model, "openvino-bf16")
+    fp32 = Classifier.load(model, "openvino")
+    assert (bf16.runtime, fp32.runtime) == ("openvino-bf16", "openvino")
+    assert bf16.onnx.precision == "bf16" and fp32.onnx.precision == "f32"  # type: ignore[union-attr]
+    size = bf16.card.size
+    films = np.random.default_rng(0).random((4, size, size), dtype=np.float32)
+    expected = Classifier.load(model, "torch", device="cpu").probs(films)
+    np.testing.assert_allclose(fp32.probs(films), expected, atol=1e-5)
+    np.testing.assert_allclose(bf16.probs(films), expected, atol=0.05)

@@ -29,7 +29,7 @@ import numpy as np
 from cxrkit.card import ModelCard
 from cxrkit.classifier.films import FilmPrep
 from cxrkit.classifier.graph_cache import export_record
-from cxrkit.classifier.runtimes import RUNTIMES, check_runtime, get_runtime
+from cxrkit.classifier.runtimes import GRAPH_RUNTIMES, RUNTIMES, check_runtime, get_runtime
 from cxrkit.classifier.screen import (
     Screening,
     screen_films,
@@ -156,7 +156,8 @@ class Classifier:
         (its torch network loads on first use, for `explain`); `workdir` is deprecated and
         ignored (graphs are cached). An
         `.onnx` file is always ONNX. `runtime='openvino'` compiles the same graph with
-        OpenVINO. `runtime='onnx-int8'` loads the calibrated int8 graph: an
+        OpenVINO (`'openvino-bf16'`: in bfloat16, on CPUs that have it).
+        `runtime='onnx-int8'` loads the calibrated int8 graph: an
         `.onnx` file written by `cxr export --format onnx-int8`, or `model.int8.onnx`
         beside the model file (`quantize_model` writes it). A runtime whose package is
         missing raises `RuntimeMissingError` naming the extra to install.
@@ -175,7 +176,8 @@ class Classifier:
         if runtime == "onnx-int8":
             return cls._load_int8(p, threads=threads)
         in_run_dir = p.is_dir() and (p / "model.onnx").is_file()
-        if p.suffix.lower() == ".onnx" or (runtime in ("onnx", "openvino") and in_run_dir):
+        fp32_graph = runtime in GRAPH_RUNTIMES and runtime != "onnx-int8"
+        if p.suffix.lower() == ".onnx" or (fp32_graph and in_run_dir):
             onnx_file = p / "model.onnx" if in_run_dir else p
             graph = _open_graph(onnx_file, runtime, threads)
             return cls(graph, graph.card, path=onnx_file)
@@ -259,11 +261,12 @@ class Classifier:
     @property
     def runtime(self) -> str:
         """Where probabilities come from: 'torch', 'onnx', 'onnx-int8' (a quantized graph on
-        onnxruntime) or 'openvino'."""
+        onnxruntime), 'openvino' or 'openvino-bf16'."""
         if self.onnx is None:
             return "torch"
         if type(self.onnx).__name__ == "OpenVinoModel":
-            return "openvino"
+            bf16 = getattr(self.onnx, "precision", "f32") == "bf16"
+            return "openvino-bf16" if bf16 else "openvino"
         return "onnx-int8" if self.card.provenance.quantization is not None else "onnx"
 
     @property

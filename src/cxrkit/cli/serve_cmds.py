@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cxrkit.classifier.runtimes import runtime_help
 from cxrkit.errors import CxrkitError
 
 console = Console(stderr=True)
@@ -24,9 +25,7 @@ def serve_cmd(
     model: Annotated[Path, typer.Argument(help="model file, run directory or exported .onnx")],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    runtime: Annotated[
-        str, typer.Option(help="torch | onnx | onnx-int8 (from cxr export) | openvino")
-    ] = "torch",
+    runtime: Annotated[str, typer.Option(help=runtime_help())] = "torch",
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest accepted upload")] = 50,
     timeout: Annotated[
         float, typer.Option(min=0.01, help="seconds before a prediction gets 504")
