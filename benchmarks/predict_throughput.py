@@ -41,6 +41,7 @@ RUNTIMES = {
     "torch": "cxr torch eager",
     "onnx": "cxr onnxruntime",
     "openvino": "cxr openvino",
+    "openvino-bf16": "cxr openvino-bf16",
     "onnx-int8": "cxr onnx-int8",
 }
 
@@ -76,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as tmp_name:
         tmp = Path(tmp_name)
         model, onnx = make_models(tmp) if args.model is None else run_models(args.model, tmp)
-        files = {"torch": model, "onnx": onnx, "openvino": onnx}
+        files = {"torch": model, "onnx": onnx, "openvino": onnx, "openvino-bf16": onnx}
         if args.model is not None and (args.model / "model.int8.onnx").is_file():
             files["onnx-int8"] = args.model / "model.int8.onnx"
         folder = link_films(films, tmp / "films", len(films))
@@ -139,7 +140,7 @@ def counted(runtime: str, parity: dict, run: Path | None) -> bool:
     verdict = parity.get("verdicts", {}).get(runtime)
     if verdict is not None:
         return bool(verdict["passes"])
-    return run is None and runtime != "onnx-int8"
+    return run is None and runtime not in ("onnx-int8", "openvino-bf16")
 
 
 def run_models(run: Path, tmp: Path) -> tuple[Path, Path]:
@@ -334,8 +335,12 @@ def rss_summary(samples: list, n: int) -> dict:
     working = [s for s in samples if max(1, n // 100) <= s[1] < n] or samples
     mb = 1024 * 1024
     first, last = working[0], working[-1]
+    at_1000 = min(samples, key=lambda s: abs(s[1] - 1000))
     return {
         "films": n,
+        # the issue's measure: RSS once film 1,000 is done vs at the last film written
+        "rss_at_film_1000_mb": round(at_1000[2] / mb, 1),
+        "rss_at_last_film_mb": round(last[2] / mb, 1),
         "main_rss_mb": {
             "start": round(first[2] / mb, 1),
             "peak": round(max(s[2] for s in working) / mb, 1),
@@ -396,8 +401,10 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
+    name, flags = cpu_info()
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": name,
+        "flags": flags,
         "cores": len(os.sched_getaffinity(0)),
         "load_avg_at_start": os.getloadavg(),
         "torch": torch.__version__,
@@ -405,6 +412,20 @@ def machine() -> dict:
         "openvino": _version("openvino"),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """(the CPU's model name, the SIMD flags that matter to these runtimes) from /proc/cpuinfo."""
+    name, flags = platform.processor() or platform.machine(), []
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return name, flags
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    have = fields.get("flags", "").split()
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return fields.get("model name", name), [f for f in wanted if f in have]
 
 
 def _version(package: str) -> str | None:

@@ -124,6 +124,8 @@ def machine_of(info: dict[str, Any] | None) -> str:
         return MACHINE
     cores = info.get("cores", info.get("cpus"))
     cpu = info.get("cpu")
+    if info.get("flags"):
+        cpu = f"{cpu}; {' '.join(info['flags'])}"
     return f"{cores} cores ({cpu}), no GPU" if cpu else f"{cores} cores, no GPU"
 
 
@@ -869,10 +871,19 @@ def _runs_table(data: dict[str, Any]) -> str:
             num(r["films_per_s"], 1),
             num(r["films_per_cpu_s"], 1),
             num(r["load_avg"], 1),
+            _counted(r),
         ]
         for r in data["runs"]
     ]
-    return table(["pipeline", "batch", "films/s", "films per CPU-s", "1-min load"], rows)
+    header = ["pipeline", "batch", "films/s", "films per CPU-s", "1-min load", "counted"]
+    return table(header, rows)
+
+
+def _counted(run: dict[str, Any]) -> str:
+    """Whether a cxr run counts as "best cxr" (parity passed); '-' for the baseline."""
+    if not run["pipeline"].startswith("cxr"):
+        return "-"
+    return "yes" if run.get("counted", True) else "no (parity)"
 
 
 def _loads(data: dict[str, Any]) -> str:
@@ -883,52 +894,84 @@ def _loads(data: dict[str, Any]) -> str:
 
 
 def predict_section(inp: Inputs) -> tuple[Section, Headline]:
-    """`cxr predict` beside torchxrayvision, and its memory over a long folder."""
-    d = inp.json("predict_throughput.json")
-    rss = inp.json("predict_rss.json")
+    """`cxr predict` beside torchxrayvision (like for like, start-up included), and its
+    memory over a long folder."""
+    d = inp.json("predict_throughput_v3.json")
+    rss = d["rss"]
     ratio = d["ratios"]["wall"]
-    onnx32, xrv32 = _run(d, "cxr onnxruntime", 32), _run(d, "torchxrayvision", 32)
-    xrv = [r for r in d["runs"] if r["pipeline"] == "torchxrayvision"]
+    counted = [r for r in d["runs"] if r["pipeline"].startswith("cxr") and r.get("counted")]
+    best = max(counted, key=lambda r: r["films_per_s"])
+    xrv = [r for r in d["runs"] if r["pipeline"] in ("torchxrayvision", "xrv +omp-passive")]
     xrv_best = max(xrv, key=lambda r: r["films_per_s"])
-    onnx_there = _run(d, "cxr onnxruntime", xrv_best["batch"])
-    mem = rss["rss"]["main_rss_mb"]
+    onnx32 = _run(d, "cxr onnxruntime", 32)
+    verdicts = d["parity"]["verdicts"]
+    failed = [rt for rt, v in verdicts.items() if not v["passes"]]
+    passed = [rt for rt, v in verdicts.items() if v["passes"]]
+    mem = rss["main_rss_mb"]
+    grew = rss["rss_at_last_film_mb"] - rss["rss_at_film_1000_mb"]
     summary = (
-        f"**Result.** ONNX runtime {num(onnx32['films_per_s'])} films/s at batch 32 "
-        f"({num(ratio['onnx_vs_eager_b32'], 1)}x torch eager, "
-        f"{num(ratio['cxr_onnx_vs_xrv_b32'], 1)}x torchxrayvision's pipeline at "
-        f"{num(xrv32['films_per_s'], 1)} films/s); best vs best "
-        f"{num(ratio['cxr_best_vs_xrv_best'], 1)}x (torchxrayvision peaks at "
-        f"{num(xrv_best['films_per_s'])} films/s at batch {xrv_best['batch']}, where cxr ONNX "
-        f"gives {num(onnx_there['films_per_s'])}, "
-        f"{num(ratio['cxr_onnx_vs_xrv_b' + str(xrv_best['batch'])], 1)}x). RSS flat over "
-        f"{num(rss['rss']['films'])} films ({num(mem['start'])} -> {num(mem['end'])} MB; peak "
-        f"{num(mem['peak'])})."
+        f"**Result.** Like for like (the same trained DenseNet-121, {num(d['n'])} Kermany "
+        f"films, each configuration a whole process, start-up and model loading included), "
+        f"the fastest runtime that passes the parity check, {best['pipeline']} at batch "
+        f"{best['batch']}, gives {num(best['films_per_s'], 1)} films/s: "
+        f"{num(ratio['cxr_best_vs_xrv_best'], 2)}x torchxrayvision's best "
+        f"({num(xrv_best['films_per_s'], 1)} films/s, {xrv_best['pipeline']} at batch "
+        f"{xrv_best['batch']}; target 3x"
+        + (", met)" if ratio["cxr_best_vs_xrv_best"] >= 3 else ", **not met**)")
+        + f". fp32 ONNX at batch 32: {num(onnx32['films_per_s'], 1)} films/s "
+        f"({num(ratio['onnx_vs_eager_b32'], 1)}x torch eager). Parity on this model "
+        f"(`kermany_site` and its test split): {', '.join(passed)} pass; "
+        f"{', '.join(failed) or 'none'} lose more than 0.002 AUC or 0.5 accuracy points, so "
+        f"their speeds are shown but not counted. Memory over {num(rss['films'])} films "
+        f"(`--runtime onnx`, batch 32): RSS {num(rss['rss_at_film_1000_mb'])} MB after film "
+        f"1,000 and {num(rss['rss_at_last_film_mb'])} MB at the last film ({signed(grew, 1)} "
+        f"MB; peak {num(mem['peak'])})."
     )
-    rss_load = rss["machine"]["load_avg_at_start"][0]
+    parity_rows = [
+        [r["runtime"], r["set"], str(r["films"]), num(r["auc"], 4), num(r["accuracy"], 3)]
+        for r in d["parity"]["rows"]
+    ]
     protocol = Protocol(
-        chosen_on="nothing: a random-init DenseNet-121 at 224 px (speed needs no training)",
-        scored_on=f"{num(d['n'])} Kermany films per configuration, each run as its own process",
+        chosen_on=(
+            "nothing: a DenseNet-121 trained from random weights for 2 epochs on 600 "
+            "Kermany films at 224 px, seed 0 (`cxr train --backbone densenet121 --mode "
+            "finetune --random-init --epochs 2 --max-images 600 --image-size 224`), only to "
+            "have a trained network of that size; a runtime counts only when it passes "
+            "`benchmarks/runtime_parity.py`"
+        ),
+        scored_on=(
+            f"speed: {num(d['n'])} Kermany films per configuration, each run as its own "
+            f"process; parity: `kermany_site` and the run's internal test split"
+        ),
         seeds="one run per configuration",
         machine=machine_of(d["machine"]) + f", torch on {d['machine']['torch_threads']} threads",
-        load=(
-            f"quiet: {_loads(d)}; the RSS run was loaded (1-min load {num(rss_load, 1)} at "
-            f"its start)"
+        load=f"quiet: {_loads(d)}",
+        command=(
+            "`python benchmarks/runtime_parity.py runs/int8_densenet --out "
+            "benchmarks/results/runtime_parity_v2.json`, then `python "
+            "benchmarks/predict_throughput.py --model runs/int8_densenet --parity "
+            "benchmarks/results/runtime_parity_v2.json --n 624 --runtimes torch onnx "
+            "openvino openvino-bf16 onnx-int8 --out benchmarks/results/predict_throughput_v3.json`"
         ),
-        command="`python benchmarks/predict_throughput.py`",
-        files=[res("predict_throughput.json"), res("predict_rss.json")],
+        files=[res("runtime_parity_v2.json"), res("predict_throughput_v3.json")],
     )
     section = Section(
         "Batch predict (`cxr predict`) beside torchxrayvision",
         protocol,
-        [summary, _runs_table(d)],
+        [
+            summary,
+            _runs_table(d),
+            table(["runtime", "set", "films", "AUC", "accuracy"], parity_rows),
+        ],
     )
     serve = inp.json("serve_load_v3_quiet.json")
     int8b = next(r for r in serve["runs"] if r["run"] == "int8b")
     base2 = next(r for r in serve["runs"] if r["run"] == "base2")
     headline = Headline(
         "Speed: `cxr predict` and `cxr serve` (DenseNet-121, 224 px)",
-        f"`cxr predict` {num(onnx32['films_per_s'])} films/s (ONNX, batch 32), "
-        f"{num(ratio['cxr_onnx_vs_xrv_b32'], 1)}x torchxrayvision's pipeline; server "
+        f"`cxr predict` {num(best['films_per_s'], 1)} films/s ({best['pipeline'][4:]}, batch "
+        f"{best['batch']}, start-up included), {num(ratio['cxr_best_vs_xrv_best'], 2)}x "
+        f"torchxrayvision's best; server "
         f"micro-batching {num(int8b['throughput_rps'] / base2['throughput_rps'], 2)}x requests/s",
         f"{num(d['n'])} Kermany films; 8 clients on loopback for 120 s",
         "one run per configuration",
@@ -936,6 +979,123 @@ def predict_section(inp: Inputs) -> tuple[Section, Headline]:
         "#batch-predict-cxr-predict-beside-torchxrayvision",
     )
     return section, headline
+
+
+def _cpu_bound(row: dict[str, Any]) -> float:
+    """Films/s when decode and network each need all the cores: 1 / (1/decode + 1/model)."""
+    return 1 / (1 / row["decode_only"] + 1 / row["model_only"])
+
+
+def pipeline_section(inp: Inputs) -> Section:
+    """`cxr predict` against its own parts: start-up, end to end vs model-only and
+    decode-only, and `--part` over processes."""
+    d = inp.json("predict_pipeline.json")
+    up = d["startup"]
+    base = up["import_torch_s"]
+    start_rows = [
+        [
+            f"`--runtime {name}`",
+            num(r["seconds"], 2),
+            signed(r["seconds"] - base, 2),
+            "yes" if r["imports_torch"] else "no",
+        ]
+        for name, r in up["runtimes"].items()
+    ]
+    start_rows.append(["`python -c 'import torch'`", num(base, 2), "0", "yes"])
+    pipe = d["pipeline"]
+    pipe_rows = []
+    for r in pipe["rows"]:
+        bound = _cpu_bound(r)
+        pipe_rows.append(
+            [
+                r["format"],
+                str(r["films"]),
+                num(r["model_only"], 1),
+                num(r["decode_only"], 1),
+                num(r["end_to_end"], 1),
+                pct(r["e2e_vs_slower_part"]),
+                pct(r["end_to_end"] / bound),
+                num(r["load_avg"], 1),
+            ]
+        )
+    small = pipe["rows"][0]
+    large = pipe["rows"][1:]
+    parts = d["parts"]["rows"]
+    one = next(r for r in parts if r["processes"] == 1)
+    two = next(r for r in parts if r["processes"] == 2)
+    onnx = up["runtimes"]["onnx"]
+    summary = (
+        f"**Result.** One film with `--runtime onnx` answers in {num(onnx['seconds'], 2)} s "
+        f"from a cold process (target 1.5 s), importing no torch; `--runtime onnx-int8` "
+        f"{num(up['runtimes']['onnx-int8']['seconds'], 2)} s. `--runtime torch` takes "
+        f"{num(up['runtimes']['torch']['seconds'], 2)} s, "
+        f"{signed(up['runtimes']['torch']['seconds'] - base, 1)} s over `import torch` "
+        f"(target: within 1.0 s, **not met**): timm imports torchvision, which imports "
+        f"`torch._dynamo` (1.5 s of it here). End to end over {num(small['films'])} 224-px "
+        f"films, `cxr predict` reaches {pct(small['e2e_vs_model_only'])} of its model-only "
+        f"throughput (target 85 %). For {pipe['side']}-px films it reaches "
+        f"{span([r['e2e_vs_slower_part'] for r in large], pct)} of the slower of decode-only "
+        f"and model-only (target 85 %, **not met**): on 2 cores the decoders and the network "
+        f"each fill both cores, so they cannot overlap; end to end is "
+        f"{span([r['end_to_end'] / _cpu_bound(r) for r in large], pct)} "
+        f"of the 2-core bound, 1 / (1/decode + 1/model). `--part`: one process "
+        f"{num(one['films_per_s'], 1)} films/s over {num(one['films'])} films, two "
+        f"processes on the same 2 cores {num(two['films_per_s'], 1)} (no gain on one "
+        f"machine: each already uses both cores; parts are for several machines)."
+    )
+    protocol = Protocol(
+        chosen_on="nothing: a random-init DenseNet-121 at 224 px (timings need no training)",
+        scored_on=(
+            f"start-up: one Kermany film, median of {up['repeats']} fresh processes after one "
+            f"untimed run (file and graph caches warm); pipeline: Kermany films at 224 px, and "
+            f"`kermany_site` films upscaled to {pipe['side']} px as PNG, JPEG (quality 90) and "
+            f"16-bit DICOM; parts: {num(one['films'])} Kermany films"
+        ),
+        seeds="one run per configuration (after one untimed pass)",
+        machine=machine_of(d["machine"]),
+        load=f"1-min load {num(d['machine']['load_avg_at_start'][0], 1)} at the start",
+        command="`python benchmarks/predict_pipeline.py`",
+        files=[res("predict_pipeline.json")],
+    )
+    runtime = (
+        f"`--runtime {pipe['runtime']}`, batch {pipe['batch_size']}, {pipe['workers']} workers"
+    )
+    return Section(
+        "`cxr predict`: start-up, end to end vs its parts, and `--part`",
+        protocol,
+        [
+            summary,
+            table(["one film", "seconds", "vs import torch", "imports torch"], start_rows),
+            f"Films/s, {runtime}; model-only runs films prepared beforehand, decode-only the "
+            "same reader processes without the network (decode, prepare, screening input):",
+            table(
+                [
+                    "films",
+                    "n",
+                    "model-only",
+                    "decode-only",
+                    "end to end",
+                    "of the slower part",
+                    "of the 2-core bound",
+                    "1-min load",
+                ],
+                pipe_rows,
+            ),
+            table(
+                ["processes", "films", "seconds", "films/s", "1-min load"],
+                [
+                    [
+                        str(r["processes"]),
+                        num(r["films"]),
+                        num(r["seconds"], 1),
+                        num(r["films_per_s"], 1),
+                        num(r["load_avg"], 1),
+                    ]
+                    for r in parts
+                ],
+            ),
+        ],
+    )
 
 
 def runtimes_section(inp: Inputs) -> Section:
@@ -1479,6 +1639,7 @@ def build(inp: Inputs) -> tuple[str, str]:
         lungs,
         polarity,
         predict,
+        pipeline_section(inp),
         runtimes_section(inp),
         decode_section(inp),
         serve_section(inp),
