@@ -114,23 +114,53 @@ def test_int8_without_its_file_says_how_to_make_it(tmp_path: Path) -> None:
     assert f"cxr export {model} --out {int8} --format onnx-int8 --calibration " in printed
 
 
+# Run in a child process: OpenVINO's bf16 kernels stay out of the long-lived test process
+# (with them loaded, a later test of the full suite died of SIGSEGV while it waited on a
+# lock; the cause was not found in the time there was).
+BF16_CHECK = """
+import json, sys
+import numpy as np
+from cxrkit.classifier import Classifier
+from cxrkit.errors import ModelFileError
+model = sys.argv[1]
+try:
+    bf16 = Classifier.load(model, "openvino-bf16")
+except ModelFileError as exc:
+    print(json.dumps({"refused": str(exc)}))
+    raise SystemExit(0)
+fp32 = Classifier.load(model, "openvino")
+size = bf16.card.size
+films = np.random.default_rng(0).random((4, size, size), dtype=np.float32)
+expected = Classifier.load(model, "torch", device="cpu").probs(films)
+print(json.dumps({
+    "runtimes": [bf16.runtime, fp32.runtime],
+    "precisions": [bf16.onnx.precision, fp32.onnx.precision],
+    "fp32_diff": float(np.abs(fp32.probs(films) - expected).max()),
+    "bf16_diff": float(np.abs(bf16.probs(films) - expected).max()),
+}))
+"""
+
+
 def test_openvino_bf16_is_asked_for_by_name_and_stays_near_fp32(tmp_path: Path) -> None:
     """`openvino-bf16` runs the fp32 graph in bfloat16 only when named (plain `openvino`
-    stays f32), where the CPU has bf16; probabilities move only slightly."""
-    pytest.importorskip("openvino")
-    import openvino as ov
+    stays f32), where the CPU has bf16 (else it is refused); probabilities move only
+    slightly."""
+    import subprocess
+    import sys
 
-    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        with pytest.raises(ModelFileError, match="no bfloat16"):
-            Classifier.load(save_random_model(tmp_path / "m.safetensors"), "openvino-bf16")
-        return
+    pytest.importorskip("openvino")
     model = save_random_model(tmp_path / "model.safetensors")
-    bf16 = Classifier.load(model, "openvino-bf16")
-    fp32 = Classifier.load(model, "openvino")
-    assert (bf16.runtime, fp32.runtime) == ("openvino-bf16", "openvino")
-    assert bf16.onnx.precision == "bf16" and fp32.onnx.precision == "f32"  # type: ignore[union-attr]
-    size = bf16.card.size
-    films = np.random.default_rng(0).random((4, size, size), dtype=np.float32)
-    expected = Classifier.load(model, "torch", device="cpu").probs(films)
-    np.testing.assert_allclose(fp32.probs(films), expected, atol=1e-5)
-    np.testing.assert_allclose(bf16.probs(films), expected, atol=0.05)
+    got = subprocess.run(
+        [sys.executable, "-c", BF16_CHECK, str(model)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert got.returncode == 0, got.stderr[-2000:]
+    out = json.loads(got.stdout.strip().splitlines()[-1])
+    if "refused" in out:
+        assert "no bfloat16" in out["refused"]
+        return
+    assert out["runtimes"] == ["openvino-bf16", "openvino"]
+    assert out["precisions"] == ["bf16", "f32"]
+    assert out["fp32_diff"] <= 1e-5 and out["bf16_diff"] <= 0.05

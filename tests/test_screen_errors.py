@@ -59,8 +59,8 @@ def test_predict_rows_say_the_film_was_not_screened(broken_screen, samples_dir, 
 def test_predict_rows_say_so_when_there_is_no_screening_model(
     samples_dir, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(screening, "screen_input", lambda image: None)
-    no_model = lambda: (None, "model not loadable")  # noqa: E731
+    monkeypatch.setattr(screening, "screen_input", lambda image, graph=False: None)
+    no_model = lambda graph=False: (None, "model not loadable")  # noqa: E731
     monkeypatch.setattr("cxrkit.classifier.classifier.screen_model", no_model)
     clf = Classifier.load(save_random_model(tmp_path / "m.safetensors"), device="cpu")
     (row,) = clf.predict([samples_dir / FILM], num_workers=0)

@@ -83,6 +83,7 @@ class Classifier:
         self._module: torch.nn.Module | None = None
         self._cam_net: torch.nn.Module | None = None  # a copy: CAM hooks a layer
         self._cam_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one lazy load of the torch net / reference
         self.preparation = FilmPrep.from_card(self.card)
         if _is_torch_module(net):
             self._set_torch(net, reference, device)  # type: ignore[arg-type]
@@ -115,8 +116,9 @@ class Classifier:
     def net(self) -> torch.nn.Module | None:
         """The torch network (None for a graph alone); a graph runtime loads it from the
         model file on first use (explain, export), importing torch only then."""
-        if callable(self._net) and not _is_torch_module(self._net):
-            self._net = self._net()
+        with self._load_lock:
+            if callable(self._net) and not _is_torch_module(self._net):
+                self._net = self._net()
         return self._net  # type: ignore[return-value]
 
     @net.setter
@@ -127,8 +129,9 @@ class Classifier:
     def reference(self) -> FeatureReference | None:
         """The model file's out-of-distribution feature reference (None when it has none;
         an exported graph computes the score itself)."""
-        if callable(self._reference):
-            self._reference = self._reference()
+        with self._load_lock:
+            if callable(self._reference):
+                self._reference = self._reference()
         return self._reference
 
     @reference.setter

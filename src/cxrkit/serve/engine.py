@@ -88,6 +88,9 @@ class FilmPredictor:
         self.max_pixels, self.preview_size = max_pixels, preview_size
         self.decode_pool = decode_pool
         self.classifier = Classifier.load(model_path, runtime, device="cpu", threads=threads)
+        # A graph runtime loads its torch network (for CAM) on first use; a server loads it
+        # now, before the first request, not in a request's thread.
+        _ = self.classifier.net, self.classifier.reference
         self.card = self.classifier.card
         self.runtime = self.classifier.runtime
         self.classes: list[str] = self.classifier.class_names
