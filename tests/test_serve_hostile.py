@@ -19,7 +19,7 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-import cxrkit.classifier.classifier as classifier_module  # noqa: E402
+import cxrkit.models.inference as inference  # noqa: E402
 import cxrkit.serve.app as app_module  # noqa: E402
 from bad_files import encode, hostile_window_dicom, noisy_film, rle_panic_dicom  # noqa: E402
 from cxrkit.io.pool import DecodePool  # noqa: E402
@@ -102,7 +102,7 @@ def test_nan_model_output_is_a_422_without_label(
     def nan_probs(logits: torch.Tensor, task: str) -> torch.Tensor:
         return torch.full(logits.shape, float("nan"))
 
-    monkeypatch.setattr(classifier_module, "logits_to_probs", nan_probs)  # the one forward
+    monkeypatch.setattr(inference, "logits_to_probs", nan_probs)  # the torch forward
     response = _post(client, PNG, "good.png")
     assert response.status_code == 422, response.text
     body = response.json()
